@@ -1,0 +1,28 @@
+# Two commands work on a fresh clone: `make demo` and `make test`. Both install into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LLMREC := $(VENV)/bin/llmrec
+SCALE ?= small
+
+.PHONY: install demo test test-slow bench clean
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(LLMREC) demo --scale $(SCALE) --out runs/demo-$(SCALE)
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+bench: install
+	$(PY) eval/bench_read.py
+
+clean:
+	rm -rf runs .pytest_cache

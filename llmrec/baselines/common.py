@@ -1,0 +1,137 @@
+"""What every baseline shares: integer item codes, event tables, popularity and the final
+top-k list (session items excluded, filled with popularity, ids of the session's locale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from llmrec.data.split import TaskSplit
+
+
+@dataclass(frozen=True)
+class ItemIndex:
+    """Dense codes for (locale, id) pairs, so counting and joining run on integers."""
+
+    items: pl.DataFrame  # code: u32, locale, id
+
+    @classmethod
+    def from_split(cls, split: TaskSplit) -> "ItemIndex":
+        mentioned = pl.concat(
+            [
+                split.history.select("locale", pl.col("prev_items").alias("id")).explode("id"),
+                split.history.select("locale", pl.col("next_item").alias("id")),
+                split.unlabelled.select("locale", pl.col("prev_items").alias("id")).explode("id"),
+                split.sessions.select("locale", pl.col("prev_items").alias("id")).explode("id"),
+                split.catalog.select("locale", "id"),
+            ]
+        ).unique(maintain_order=True)
+        return cls(mentioned.with_row_index("code"))
+
+    def encode(self, frame: pl.DataFrame, column: str, as_name: str = "item") -> pl.DataFrame:
+        """Replace the id column `column` with its code `as_name` (join on locale and id)."""
+        lookup = self.items.rename({"id": column, "code": as_name})
+        return frame.join(lookup, on=["locale", column], how="left").drop(column)
+
+    def decode(self, frame: pl.DataFrame, column: str = "item") -> pl.Series:
+        return frame.join(self.items.select(pl.col("code").alias(column), "id"), on=column, how="left", maintain_order="left")["id"]
+
+
+def events(sessions: pl.DataFrame, index: ItemIndex, with_next: bool) -> pl.DataFrame:
+    """One row per interaction: (seq, pos, item), next item appended as the last position."""
+    frame = sessions.select(
+        "locale",
+        (pl.concat_list("prev_items", pl.col("next_item")) if with_next else pl.col("prev_items")).alias("id"),
+    ).with_row_index("seq")
+    frame = frame.explode("id").with_columns(pl.int_range(pl.len()).over("seq").alias("pos"))
+    return index.encode(frame, "id").select("seq", "pos", "item", "locale")
+
+
+def all_events(split: TaskSplit, index: ItemIndex, include_unlabelled: bool = True) -> pl.DataFrame:
+    """Events of the labelled history and (offset so sequences stay distinct) of every unlabelled session."""
+    labelled = events(split.history, index, with_next=True)
+    if not include_unlabelled or split.unlabelled.height == 0:
+        return labelled
+    offset = split.history.height
+    inputs = events(split.unlabelled, index, with_next=False).with_columns(pl.col("seq") + offset)
+    return pl.concat([labelled, inputs])
+
+
+def numbered(sessions: pl.DataFrame) -> pl.DataFrame:
+    """The sessions to predict with `query`, their position in output order."""
+    return sessions.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("query"), "locale", "prev_items")
+
+
+def query_items(queries: pl.DataFrame, index: ItemIndex, max_items: int, recency_decay: float) -> pl.DataFrame:
+    """Sessions as (query, item, weight, locale): distinct items, most recent occurrence kept,
+    weight recency_decay ** steps-from-the-end, at most `max_items` per session."""
+    frame = queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id")
+    frame = frame.with_columns((pl.len().over("query") - 1 - pl.int_range(pl.len()).over("query")).alias("age"))
+    frame = index.encode(frame, "id")
+    frame = frame.group_by("query", "item").agg(pl.col("age").min(), pl.col("locale").first())
+    frame = frame.filter(pl.col("age").rank("ordinal").over("query") <= max_items)
+    return frame.select("query", "item", (recency_decay ** pl.col("age").cast(pl.Float64)).alias("weight"), "locale")
+
+
+def item_popularity(split: TaskSplit, index: ItemIndex, next_item_weight: float, prev_item_weight: float) -> pl.DataFrame:
+    """(locale, item, score): next-item counts of the history plus down-weighted input counts;
+    catalog items never seen score 0, so short lists can still be filled from the locale."""
+    labelled = index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id").with_columns(
+        pl.lit(next_item_weight).alias("w")
+    )
+    inputs = pl.concat(
+        [split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")]
+    ).select("locale", pl.col("prev_items").alias("id")).explode("id")
+    inputs = index.encode(inputs, "id").with_columns(pl.lit(prev_item_weight).alias("w"))
+    unseen = index.items.select("locale", pl.col("code").alias("item"), pl.lit(0.0).alias("w"))
+    return (
+        pl.concat([labelled, inputs.select(labelled.columns), unseen.select(labelled.columns)])
+        .group_by("locale", "item")
+        .agg(pl.col("w").sum().alias("score"))
+        .sort("score", "item", descending=[True, False])
+    )
+
+
+def finalize(
+    queries: pl.DataFrame,
+    index: ItemIndex,
+    scored: pl.DataFrame,
+    popular: pl.DataFrame,
+    k: int,
+) -> pl.DataFrame:
+    """Top-k ids per query, in query order: scored candidates first, then locale popularity.
+    Session items and ids of other locales never appear; exactly k distinct ids whenever the
+    locale has that many items."""
+    session_items = index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+    scored = scored.select("query", "item", pl.col("score").cast(pl.Float64))
+    ranked = _rank(queries, session_items, scored, popular, k, extra=20)
+    counts = ranked.group_by("query").len()
+    short = queries.join(counts, on="query", how="left").filter(pl.col("len").fill_null(0) < k)
+    if short.height:  # long sessions can hide more popular items than the first fill holds
+        longest = int(short["prev_items"].list.len().max())
+        redo = _rank(short.drop("len"), session_items, scored, popular, k, extra=longest)
+        ranked = pl.concat([ranked.join(short.select("query"), on="query", how="anti"), redo])
+    ranked = ranked.with_columns(index.decode(ranked).alias("id")).sort("query", "rank")
+    lists = ranked.group_by("query", maintain_order=True).agg(pl.col("id").alias("next_item_prediction"))
+    return (
+        queries.select("query", pl.col("locale").cast(pl.String))
+        .join(lists, on="query", how="left", maintain_order="left")
+        .select("locale", pl.col("next_item_prediction").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+    )
+
+
+def _rank(queries, session_items, scored, popular, k: int, extra: int) -> pl.DataFrame:
+    fill = popular.group_by("locale", maintain_order=True).head(k + extra)
+    fill = fill.select("locale", "item", (-1.0 - pl.int_range(pl.len()).over("locale").cast(pl.Float64) * 1e-9).alias("score"))
+    filler = queries.select("query", "locale").join(fill, on="locale").select("query", "item", "score")
+    return (
+        pl.concat([scored.join(queries.select("query"), on="query", how="semi"), filler])
+        .join(session_items.select("query", "item"), on=["query", "item"], how="anti")
+        .group_by("query", "item")
+        .agg(pl.col("score").max())
+        .sort(["query", "score", "item"], descending=[False, True, False])
+        .group_by("query", maintain_order=True)
+        .head(k)
+        .with_columns(pl.int_range(pl.len()).over("query").alias("rank"))
+    )

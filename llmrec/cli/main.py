@@ -1,0 +1,217 @@
+"""The `llmrec` command: thin typer verbs over the package's plain functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import click
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmrec import io
+from llmrec.baselines import BaselineConfig, run_baseline
+from llmrec.config import ConfigError, config_path_for, load_config, save_config
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.errors import DataFormatError
+from llmrec.data.split import SplitConfig, load_task_split
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="LLM-based generative recommendation on Amazon-M2 shopping sessions.")
+data_app = typer.Typer(no_args_is_help=True, help="Read, check and synthesize Amazon-M2 data folders.")
+app.add_typer(data_app, name="data")
+out = Console()
+USER_ERRORS = (DataFormatError, ConfigError, ValueError, FileNotFoundError)
+
+
+@dataclass
+class BaselineRun:
+    """Everything that determines a baseline's output; saved beside it as `<out>.config.yaml`."""
+
+    name: str = "covisit"
+    task: int = 1
+    data: str = "data/synth-small"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@data_app.command("check")
+def data_check(
+    data: Path = typer.Option(..., "--data", help="Folder with the released files."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+) -> None:
+    """Validate every file and print per-locale statistics (the paper's Table 2).
+
+    Example: llmrec data check --data data/synth-small
+    """
+    from llmrec.data.stats import dataset_stats
+
+    dataset = AmazonM2(data)
+    dataset.validate()
+    table = dataset_stats(dataset)
+    if as_json:
+        print(json.dumps(table.to_dicts(), indent=2, default=str))
+        return
+    out.print(_rich_table(table, f"{data}: all files valid"))
+
+
+@data_app.command("synth")
+def data_synth(
+    out_dir: Path = typer.Option(..., "--out", help="Folder to write the dataset into."),
+    scale: str = typer.Option("small", "--scale", help="tiny | small | medium | full (real size)."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write the built-in synthetic Amazon-M2 (same files and formats as the release).
+
+    Example: llmrec data synth --out data/synth-small --scale small --seed 0
+    """
+    from llmrec.data.synth import SynthConfig, generate
+    from llmrec.progress import console
+
+    generate(out_dir, SynthConfig(scale=scale, seed=seed), progress=lambda step: console.print(f"[dim]synth[/dim] {step}"))
+    out.print(f"wrote {out_dir}")
+
+
+@app.command()
+def baseline(
+    name: str = typer.Argument(..., help="popularity | covisit | sknn (tasks 1, 2) or last-title (task 3)."),
+    task: int = typer.Option(..., "--task", min=1, max=3),
+    data: Path = typer.Option(..., "--data"),
+    split: str = typer.Option("valid", "--split", help="valid (held-out train sessions) or test."),
+    out_file: Path = typer.Option(..., "--out", help="Submission parquet to write."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with baseline settings (configs/baselines.yaml)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. baseline.covisit.neighbors=80"),
+) -> None:
+    """Run a baseline and write a competition submission; the resolved config goes beside it.
+
+    Example: llmrec baseline covisit --task 1 --data data/synth-small --split valid --out runs/covisit.parquet
+    """
+    cli = [f"name={name}", f"task={task}", f"data={data}", f"split.name={split}"]
+    run = load_config(BaselineRun, config, [*(overrides or []), *cli])
+    dataset = AmazonM2(Path(run.data))
+    task_split = load_task_split(dataset, run.task, run.split)
+    predictions = run_baseline(run.name, task_split, run.baseline)
+    io.write_parquet(predictions, out_file)
+    save_config(run, config_path_for(out_file))
+    out.print(f"wrote {out_file} ({predictions.height} sessions)")
+
+
+@app.command()
+def evaluate(
+    task: int = typer.Option(..., "--task", min=1, max=3),
+    pred: Path = typer.Option(..., "--pred", help="Submission parquet."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="Labels: gt_task{N}_phase{P}.csv or parquet."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Instead of --gt: labels of a split of this folder."),
+    split: str = typer.Option("valid", "--split"),
+    config: Optional[Path] = typer.Option(None, "--config", help="Split settings (default: the config saved beside --pred)."),
+    tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu tokenizer for task 3."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score a submission: MRR/Recall/NDCG@100 (tasks 1, 2) or BLEU-4 (task 3), overall and per locale.
+
+    Example: llmrec evaluate --task 1 --pred runs/covisit.parquet --data data/synth-small --split valid
+    """
+    from llmrec.data.read import read_ground_truth
+    from llmrec.evaluate import evaluate as score, read_predictions
+
+    predictions = read_predictions(pred, task)
+    if gt is not None:
+        truth = read_ground_truth(gt, task)
+        targets = truth["next_item_title" if task == 3 else "next_item"]
+        locales = truth["locale"] if "locale" in truth.columns else predictions["locale"]
+    elif data is not None:
+        saved = config or (config_path_for(pred) if config_path_for(pred).exists() else None)
+        run = load_config(BaselineRun, saved, [f"split.name={split}"]) if saved else BaselineRun(split=SplitConfig(name=split))
+        task_split = load_task_split(AmazonM2(data), task, run.split)
+        if task_split.targets is None:
+            raise ValueError(f"{data}: no labels for task {task} split {split}")
+        targets, locales = task_split.targets, task_split.sessions["locale"]
+    else:
+        raise ValueError("give --gt FILE or --data DIR")
+    metrics = score(task, predictions, targets, locales, tokenize=tokenize, source=str(pred))
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    out.print(metrics_table(metrics, f"task {task}: {pred}"))
+
+
+@dataclass
+class DemoRun:
+    scale: str = "small"
+    seed: int = 0
+    out: str = "runs/demo-small"
+    data: str = ""  # default: data/synth-<scale>
+    split: SplitConfig = field(default_factory=SplitConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@app.command()
+def demo(
+    scale: str = typer.Option("small", "--scale", help="Synthetic dataset size: tiny | small | medium | full."),
+    out_dir: Path = typer.Option(Path("runs/demo-small"), "--out", help="Run folder."),
+    config: Optional[Path] = typer.Option(Path("configs/baselines.yaml"), "--config"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+) -> None:
+    """The main job end to end on the built-in synthetic data: data, baselines, metrics.
+
+    Example: llmrec demo --scale small --out runs/demo-small
+    """
+    from llmrec.data.synth import SynthConfig
+    from llmrec.demo import run_demo
+
+    run = load_config(DemoRun, config if config and config.exists() else None, [*(overrides or []), f"scale={scale}", f"out={out_dir}"])
+    data_dir = Path(run.data or f"data/synth-{run.scale}")
+    results = run_demo(Path(run.out), data_dir, SynthConfig(run.scale, run.seed), run.split, run.baseline, out)
+    for task in (1, 2, 3):
+        part = results.filter(pl.col("task") == task).drop("task")
+        out.print(_rich_table(part, f"task {task}, validation split of {data_dir}"))
+    out.print(f"run folder: {run.out}")
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    rows = [{"locale": "overall", **metrics["overall"]}] + [{"locale": k, **v} for k, v in metrics["per_locale"].items()]
+    return _rich_table(pl.DataFrame(rows), title)
+
+
+def _rich_table(frame: pl.DataFrame, title: str) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(column, justify="left" if frame[column].dtype in (pl.String, pl.Categorical) else "right")
+    for row in frame.iter_rows():
+        table.add_row(*(_format(v) for v in row))
+    return table
+
+
+def _format(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line (no traceback unless --debug) and exit 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    try:
+        app(args=args, prog_name="llmrec", standalone_mode=False)
+    except click.ClickException as error:  # usage errors: click's own message and exit code
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,16 @@
+"""One error type for malformed input, printed as a single line naming file, row and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DataFormatError(ValueError):
+    def __init__(self, path: str | Path, message: str, row: int | None = None, field: str | None = None):
+        self.path, self.row, self.field = str(path), row, field
+        where = self.path
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {message}")

@@ -1,0 +1,101 @@
+"""What a method may learn from and what it is scored on, for each task and split.
+
+`valid` holds out a seeded 10% of the train sessions (the paper's 90/10 by session);
+`test` predicts the released test sessions. Previous items of every unlabelled session
+(held-out and test) are inputs, so methods may count them; targets never leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.schema import TASK_LOCALES
+
+SPLITS = ("valid", "test")
+
+
+@dataclass
+class SplitConfig:
+    name: Literal["valid", "test"] = "valid"
+    phase: int = 1  # test files of competition phase 1 or 2
+    valid_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TaskSplit:
+    task: int
+    split: str
+    sessions: pl.DataFrame  # session_id, prev_items, locale: the sessions to predict, in output order
+    targets: pl.Series | None  # next_item (tasks 1, 2) or next_item_title (task 3); None when unlabelled
+    history: pl.DataFrame  # labelled sessions to learn from: session_id, prev_items, locale, next_item
+    unlabelled: pl.DataFrame  # prev_items of sessions whose next item is unknown here (fair input)
+    catalog: pl.DataFrame  # the product table (id, locale, title, price, attributes)
+
+
+def train_valid_split(train: pl.DataFrame, valid_fraction: float = 0.1, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Seeded split by session; both parts keep file order."""
+    if not 0 < valid_fraction < 1:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    rng = np.random.default_rng(seed)
+    is_valid = pl.Series("is_valid", rng.random(train.height) < valid_fraction)
+    return train.filter(~is_valid), train.filter(is_valid)
+
+
+def titles_of(items: pl.DataFrame, products: pl.DataFrame, item_column: str = "next_item") -> pl.Series:
+    """Title of each (item, locale) row, null when the catalog has no title for it."""
+    catalog = products.select(pl.col("id").alias(item_column), "locale", "title")
+    return items.select(item_column, "locale").join(catalog, on=[item_column, "locale"], how="left", maintain_order="left")["title"]
+
+
+def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit:
+    split, phase = config.name, config.phase
+    if task not in TASK_LOCALES:
+        raise ValueError(f"task must be 1, 2 or 3, got {task}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if phase not in (1, 2):
+        raise ValueError(f"phase must be 1 or 2, got {phase}")
+    train = data.train_sessions()
+    released_tests = [
+        data.test_sessions(t, p).select("prev_items", "locale")
+        for t in (1, 2, 3)
+        for p in (1, 2)
+        if data.has_test(t, p)
+    ]
+    if split == "valid":
+        history, held_out = train_valid_split(train, config.valid_fraction, config.seed)
+        sessions = held_out.filter(pl.col("locale").is_in(TASK_LOCALES[task]))
+        if task == 3:
+            sessions = sessions.with_columns(titles_of(sessions, data.products()).alias("next_item_title"))
+            sessions = sessions.filter(pl.col("next_item_title").is_not_null())
+            targets = sessions["next_item_title"]
+        else:
+            targets = sessions["next_item"]
+        unlabelled = [held_out.select("prev_items", "locale"), *released_tests]
+    else:
+        history = train
+        sessions = data.test_sessions(task, phase)
+        targets = None
+        if data.has_ground_truth(task, phase):
+            truth = data.ground_truth(task, phase)
+            if truth.height != sessions.height:
+                raise ValueError(
+                    f"ground truth of task {task} phase {phase} has {truth.height} rows, test file {sessions.height}"
+                )
+            targets = truth["next_item_title" if task == 3 else "next_item"]
+        unlabelled = released_tests
+    return TaskSplit(
+        task=task,
+        split=split,
+        sessions=sessions.select("session_id", "prev_items", "locale"),
+        targets=targets,
+        history=history,
+        unlabelled=pl.concat(unlabelled) if unlabelled else pl.DataFrame(schema={"prev_items": pl.List(pl.String), "locale": history["locale"].dtype}),
+        catalog=data.products(),
+    )

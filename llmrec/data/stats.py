@@ -1,0 +1,79 @@
+"""Per-locale statistics of a dataset folder, shaped like Table 2 of the Amazon-M2 paper."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.schema import LOCALES
+
+
+def session_stats(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Per locale: sessions, interactions (next items included), previous items per session,
+    repeat ratios and how often the next item is among the previous ones."""
+    has_next = "next_item" in sessions.columns
+    items = pl.col("prev_items")
+    frame = sessions.select(
+        "locale",
+        items.list.len().alias("length"),
+        (items.list.n_unique() < items.list.len()).alias("repeat"),
+        (items.list.eval(pl.element() == pl.element().shift(1)).list.any()).alias("immediate_repeat"),
+        (items.list.contains(pl.col("next_item")) if has_next else pl.lit(None, pl.Boolean)).alias("next_in_session"),
+    )
+    return frame.group_by("locale").agg(
+        pl.len().alias("sessions"),
+        (pl.col("length").sum() + (pl.len() if has_next else 0)).alias("interactions"),
+        pl.col("length").mean().alias("avg_length"),
+        pl.col("length").median().alias("median_length"),
+        pl.col("repeat").mean().alias("repeat_ratio"),
+        pl.col("immediate_repeat").mean().alias("immediate_repeat_ratio"),
+        pl.col("next_in_session").mean().alias("next_in_session_ratio"),
+    )
+
+
+def session_items(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Distinct (id, locale) pairs that the sessions mention, next items included."""
+    frames = [sessions.select(pl.col("prev_items").alias("id"), "locale").explode("id")]
+    if "next_item" in sessions.columns:
+        frames.append(sessions.select(pl.col("next_item").alias("id"), "locale"))
+    return pl.concat(frames).unique()
+
+
+def dataset_stats(data: AmazonM2) -> pl.DataFrame:
+    """One row per locale: train statistics, test sessions per task, catalog size and coverage."""
+    train = data.train_sessions()
+    products = data.products()
+    table = session_stats(train)
+    catalog = products.group_by("locale").agg(
+        pl.len().alias("products"),
+        pl.col("title").is_not_null().mean().alias("with_title"),
+        pl.col("price").is_not_null().mean().alias("with_price"),
+    )
+    shared = products.with_columns(pl.col("locale").n_unique().over("id").alias("n_locales")).group_by("locale").agg(
+        (pl.col("n_locales") > 1).mean().alias("shared_ratio")
+    )
+    catalog_keys = products.select("id", "locale").with_columns(pl.lit(True).alias("in_catalog"))
+    mentioned = session_items(train).join(catalog_keys, on=["id", "locale"], how="left")
+    missing = mentioned.group_by("locale").agg(pl.col("in_catalog").is_null().sum().alias("ids_not_in_catalog"))
+    table = table.join(catalog, on="locale", how="full", coalesce=True)
+    table = table.join(shared, on="locale", how="left").join(missing, on="locale", how="left")
+    for task in (1, 2, 3):
+        if data.has_test(task):
+            counts = data.test_sessions(task).group_by("locale").agg(pl.len().alias(f"test_task{task}"))
+            table = table.join(counts, on="locale", how="left")
+    order = pl.DataFrame({"locale": pl.Series(LOCALES, dtype=table["locale"].dtype)})
+    table = order.join(table, on="locale", how="left")
+    total = _total_row(table, train)
+    return pl.concat([table, total], how="vertical_relaxed")
+
+
+def _total_row(table: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
+    overall = session_stats(train.with_columns(pl.lit("UK").cast(train["locale"].dtype).alias("locale")))
+    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test_task") or c in ("products", "ids_not_in_catalog"))
+    weighted = table.select(
+        ((pl.col(c) * pl.col("products")).sum() / pl.col("products").sum()).alias(c)
+        for c in ("with_title", "with_price", "shared_ratio")
+    )
+    row = pl.concat([overall.drop("locale"), sums, weighted], how="horizontal")
+    row = row.with_columns(pl.lit("all").alias("locale")).select(table.columns)
+    return row.with_columns(pl.col("locale").cast(pl.String))

@@ -1,0 +1,61 @@
+"""Atomic output: write to a temporary file beside the target, then rename over it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+import yaml
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path in the target's folder; renames it onto `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual mode
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_parquet(frame: pl.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as temporary:
+        frame.write_parquet(temporary)
+    return Path(path)
+
+
+def write_csv(frame: pl.DataFrame, path: str | Path) -> Path:
+    with atomic_path(path) as temporary:
+        frame.write_csv(temporary, quote_style="necessary")
+    return Path(path)
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    return write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", path)
+
+
+def write_yaml(data: dict, path: str | Path) -> Path:
+    return write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), path)
+
+
+def read_yaml(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

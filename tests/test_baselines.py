@@ -1,0 +1,114 @@
+"""Baselines write valid submissions, and each one exploits the signal it claims to."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from llmrec.baselines import BaselineConfig, run_baseline
+from llmrec.cli.main import main
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
+
+
+@pytest.mark.parametrize("name", ["popularity", "covisit", "sknn"])
+@pytest.mark.parametrize("task", [1, 2])
+def test_ranking_baselines_write_competition_lists(tiny_data, name, task):
+    dataset = AmazonM2(tiny_data)
+    split = load_task_split(dataset, task, SplitConfig(name="test"))
+    predictions = run_baseline(name, split, BaselineConfig())
+    assert predictions.columns == ["locale", "next_item_prediction"]
+    assert predictions["locale"].to_list() == split.sessions["locale"].cast(pl.String).to_list()
+    assert (predictions["next_item_prediction"].list.len() == 100).all()
+    assert (predictions["next_item_prediction"].list.n_unique() == 100).all()
+    rows = predictions.with_row_index("row").explode("next_item_prediction")
+    # Ids of the session's locale: its catalog, or its sessions (a few ids are missing from the catalog).
+    seen = [split.history.select("locale", "prev_items"), split.history.select("locale", pl.concat_list("next_item").alias("prev_items")), split.unlabelled]
+    seen_ids = pl.concat([frame.select("locale", "prev_items") for frame in seen]).explode("prev_items").select(pl.col("prev_items").alias("id"), "locale")
+    known = pl.concat([dataset.products().select("id", "locale"), seen_ids]).select(pl.col("id").alias("next_item_prediction"), pl.col("locale").cast(pl.String))
+    assert rows.join(known, on=["next_item_prediction", "locale"], how="anti").height == 0
+    inputs = split.sessions.with_row_index("row").select("row", pl.col("prev_items").alias("next_item_prediction")).explode("next_item_prediction")
+    assert rows.join(inputs, on=["row", "next_item_prediction"], how="semi").height == 0
+
+
+def labelled_split(history: list[tuple[list[str], str]], queries: list[list[str]], locale: str = "DE") -> TaskSplit:
+    frame = lambda rows: pl.DataFrame(rows, orient="row", schema={"prev_items": pl.List(pl.String), "next_item": pl.String})  # noqa: E731
+    hist = frame(history).with_columns(pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id"))
+    sessions = pl.DataFrame({"prev_items": queries}).with_columns(pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id"))
+    catalog = pl.DataFrame(schema={"id": pl.String, "locale": pl.String, "title": pl.String})
+    return TaskSplit(task=1, split="valid", sessions=sessions, targets=None, history=hist, unlabelled=sessions.select("prev_items", "locale"), catalog=catalog)
+
+
+def ids(*names: str) -> list[str]:
+    return [n.ljust(10, "0") for n in names]
+
+
+def test_covisitation_ranks_what_follows_the_last_item_first():
+    popular = [(ids("P", "Q"), ids("Z")[0])] * 30  # Z is by far the most popular next item
+    follows = [(ids("Q", "A"), ids("C")[0])] * 3 + [(ids("A", "B"), ids("D")[0])] * 2
+    split = labelled_split(popular + follows, [ids("X", "A"), ids("Y", "Q")])
+    lists = run_baseline("covisit", split, BaselineConfig(k=3))["next_item_prediction"].to_list()
+    assert lists[0][0] == ids("C")[0]  # A -> C co-occurs most, recently weighted
+    assert lists[1][0] == ids("Z")[0]  # Q -> Z
+    popularity = run_baseline("popularity", split, BaselineConfig(k=3))["next_item_prediction"].to_list()
+    assert popularity[0][0] == ids("Z")[0]
+
+
+def test_session_knn_follows_the_most_similar_past_session():
+    history = [(ids("A", "B", "C"), ids("T")[0]), (ids("A", "E", "F", "G", "H"), ids("U")[0]), (ids("K", "L"), ids("V")[0])]
+    split = labelled_split(history, [ids("A", "B", "C")[1:] + ids("A")])
+    ranked = run_baseline("sknn", split, BaselineConfig(k=10))["next_item_prediction"][0].to_list()
+    assert ranked[0] == ids("T")[0] and ranked.index(ids("T")[0]) < ranked.index(ids("U")[0])
+    assert not set(ranked) & set(ids("A", "B", "C"))
+
+
+def test_last_title_copies_the_latest_item_with_a_title(tiny_data):
+    dataset = AmazonM2(tiny_data)
+    split = load_task_split(dataset, 3, SplitConfig(name="valid"))
+    titles = run_baseline("last-title", split, BaselineConfig())
+    catalog = dataset.products().select("id", "locale", "title")
+    first = split.sessions.row(0, named=True)
+    expected = catalog.filter((pl.col("id") == first["prev_items"][-1]) & (pl.col("locale") == first["locale"]))["title"]
+    assert titles["next_item_title"][0] == (expected[0] if expected.len() else titles["next_item_title"][0])
+    assert titles.columns == ["locale", "next_item_title"] and titles.height == split.sessions.height
+    assert (titles["next_item_title"].str.len_chars() > 0).mean() > 0.95
+
+
+def test_cli_baseline_then_evaluate_on_released_ground_truth(tiny_data, tmp_path, capsys):
+    out = tmp_path / "covisit.parquet"
+    main(["baseline", "covisit", "--task", "1", "--data", str(tiny_data), "--split", "test", "--out", str(out), "baseline.covisit.neighbors=30"])
+    saved = (tmp_path / "covisit.config.yaml").read_text()
+    assert "neighbors: 30" in saved and "name: covisit" in saved
+    capsys.readouterr()
+    main(["evaluate", "--task", "1", "--pred", str(out), "--gt", str(tiny_data / "task1" / "gt_task1_phase1.csv"), "--json"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"overall", "per_locale"}
+    assert set(metrics["per_locale"]) == {"DE", "JP", "UK"}
+    assert {"mrr@100", "recall@100", "ndcg@100"} <= set(metrics["overall"])
+    assert 0 < metrics["overall"]["mrr@100"] <= metrics["overall"]["ndcg@100"] <= metrics["overall"]["recall@100"] <= 1
+
+
+def test_cli_task3_valid_split_reports_bleu(tiny_data, tmp_path, capsys):
+    out = tmp_path / "last.parquet"
+    main(["baseline", "last-title", "--task", "3", "--data", str(tiny_data), "--out", str(out)])
+    capsys.readouterr()
+    main(["evaluate", "--task", "3", "--pred", str(out), "--data", str(tiny_data), "--split", "valid", "--json"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 < metrics["overall"]["bleu"] < 1 and len(metrics["per_locale"]) == 6
+
+
+def test_evaluate_rejects_predictions_for_other_sessions(tiny_data, tmp_path, capsys):
+    out = tmp_path / "pop.parquet"
+    main(["baseline", "popularity", "--task", "2", "--data", str(tiny_data), "--split", "test", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--task", "2", "--pred", str(out), "--gt", str(tiny_data / "task1" / "gt_task1_phase1.csv")])
+    assert "rows" in capsys.readouterr().err
+
+
+def test_unknown_baseline_is_a_one_line_error(tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["baseline", "random", "--task", "1", "--data", str(tiny_data), "--out", str(tmp_path / "x.parquet")])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown baseline 'random'") and len(err.splitlines()) == 1
