@@ -17,6 +17,15 @@ import time
 from pathlib import Path
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM starts afresh at exec, whereas ru_maxrss
+    carries the parent's peak over into a child on Linux."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def read_once(kind: str, path: str) -> None:
     """Child process: read one file, print seconds, rows, items and peak RSS as JSON."""
     from llmrec.data.read import read_products, read_sessions
@@ -25,7 +34,7 @@ def read_once(kind: str, path: str) -> None:
     frame = read_sessions(path) if kind == "sessions" else read_products(path)
     seconds = time.perf_counter() - started
     items = int(frame["prev_items"].list.len().sum()) if kind == "sessions" else None
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mib()
     print(json.dumps({"kind": kind, "seconds": seconds, "rows": frame.height, "items": items, "peak_mib": peak_mib}))
 
 

@@ -40,3 +40,13 @@ def run_demo(out: Path, data_dir: Path, synth: SynthConfig, split: SplitConfig, 
     io.write_json(metrics, out / "metrics.json")
     io.write_yaml({"synth": to_dict(synth), "data": str(data_dir), "split": to_dict(split), "baseline": to_dict(baselines)}, out / "config.yaml")
     return pl.DataFrame(rows)
+
+
+def summary_table(results: pl.DataFrame, task: int) -> pl.DataFrame:
+    """One row per method: overall metrics, then the headline metric per locale."""
+    part = results.filter(pl.col("task") == task)
+    headline = "bleu" if task == 3 else "mrr@100"
+    metrics = ["bleu"] if task == 3 else ["mrr@100", "recall@100", "ndcg@100"]
+    overall = part.filter(pl.col("locale") == "overall").select("method", *metrics, "sessions")
+    per_locale = part.filter(pl.col("locale") != "overall").pivot("locale", index="method", values=headline)
+    return overall.join(per_locale, on="method", how="left", maintain_order="left")

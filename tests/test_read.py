@@ -86,8 +86,8 @@ def test_session_ids_missing_from_catalog_are_allowed_and_counted(tmp_path):
     stats = dataset_stats(AmazonM2(tmp_path))
     by_locale = {row["locale"]: row for row in stats.to_dicts()}
     # DE mentions 8 distinct ids (7 inputs + next), of which 2 are in the catalog.
-    assert by_locale["DE"]["ids_not_in_catalog"] == 6
-    assert by_locale["JP"]["repeat_ratio"] == 1.0
+    assert by_locale["DE"]["unlisted_ids"] == 6
+    assert by_locale["JP"]["repeat"] == 1.0
     assert by_locale["ES"]["sessions"] == 1
 
 

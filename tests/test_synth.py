@@ -33,11 +33,11 @@ def test_sessions_have_the_real_shape(tiny_data):
     data = AmazonM2(tiny_data)
     stats = {row["locale"]: row for row in dataset_stats(data).to_dicts()}
     overall = stats["all"]
-    assert overall["next_in_session_ratio"] == 0.0  # the next item is never a session item
-    assert 3.6 < overall["avg_length"] < 4.8 and overall["median_length"] == 3
-    assert 0.2 < overall["repeat_ratio"] < 0.5 and 0.08 < overall["immediate_repeat_ratio"] < 0.3
-    assert stats["JP"]["shared_ratio"] == 0.0
-    assert min(stats[loc]["shared_ratio"] for loc in ("ES", "FR", "IT")) > max(stats[loc]["shared_ratio"] for loc in ("UK", "DE"))
+    assert overall["next_in_sess"] == 0.0  # the next item is never a session item
+    assert 3.6 < overall["avg_len"] < 4.8 and overall["median_len"] == 3
+    assert 0.2 < overall["repeat"] < 0.5 and 0.08 < overall["imm_repeat"] < 0.3
+    assert stats["JP"]["shared"] == 0.0
+    assert min(stats[loc]["shared"] for loc in ("ES", "FR", "IT")) > max(stats[loc]["shared"] for loc in ("UK", "DE"))
     assert stats["DE"]["sessions"] > 5 * stats["ES"]["sessions"]
     train = data.train_sessions()
     lengths = train["prev_items"].list.len()

@@ -24,7 +24,7 @@ from llmrec.data.split import SplitConfig, load_task_split
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="LLM-based generative recommendation on Amazon-M2 shopping sessions.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, check and synthesize Amazon-M2 data folders.")
 app.add_typer(data_app, name="data")
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 180)  # wide tables when piped or logged
 USER_ERRORS = (DataFormatError, ConfigError, ValueError, FileNotFoundError)
 
 
@@ -161,14 +161,14 @@ def demo(
     Example: llmrec demo --scale small --out runs/demo-small
     """
     from llmrec.data.synth import SynthConfig
-    from llmrec.demo import run_demo
+    from llmrec.demo import run_demo, summary_table
 
     run = load_config(DemoRun, config if config and config.exists() else None, [*(overrides or []), f"scale={scale}", f"out={out_dir}"])
     data_dir = Path(run.data or f"data/synth-{run.scale}")
     results = run_demo(Path(run.out), data_dir, SynthConfig(run.scale, run.seed), run.split, run.baseline, out)
-    for task in (1, 2, 3):
-        part = results.filter(pl.col("task") == task).drop("task")
-        out.print(_rich_table(part, f"task {task}, validation split of {data_dir}"))
+    for task, headline in ((1, "MRR@100"), (2, "MRR@100"), (3, "BLEU-4")):
+        title = f"task {task}, validation split of {data_dir} (locale columns: {headline})"
+        out.print(_rich_table(summary_table(results, task), title))
     out.print(f"run folder: {run.out}")
 
 

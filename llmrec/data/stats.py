@@ -23,11 +23,11 @@ def session_stats(sessions: pl.DataFrame) -> pl.DataFrame:
     return frame.group_by("locale").agg(
         pl.len().alias("sessions"),
         (pl.col("length").sum() + (pl.len() if has_next else 0)).alias("interactions"),
-        pl.col("length").mean().alias("avg_length"),
-        pl.col("length").median().alias("median_length"),
-        pl.col("repeat").mean().alias("repeat_ratio"),
-        pl.col("immediate_repeat").mean().alias("immediate_repeat_ratio"),
-        pl.col("next_in_session").mean().alias("next_in_session_ratio"),
+        pl.col("length").mean().alias("avg_len"),
+        pl.col("length").median().alias("median_len"),
+        pl.col("repeat").mean().alias("repeat"),
+        pl.col("immediate_repeat").mean().alias("imm_repeat"),
+        pl.col("next_in_session").mean().alias("next_in_sess"),
     )
 
 
@@ -40,26 +40,31 @@ def session_items(sessions: pl.DataFrame) -> pl.DataFrame:
 
 
 def dataset_stats(data: AmazonM2) -> pl.DataFrame:
-    """One row per locale: train statistics, test sessions per task, catalog size and coverage."""
+    """One row per locale, plus "all": train `sessions`, `interactions` (next items included),
+    previous items per session (`avg_len`, `median_len`), share of sessions with a repeated item
+    (`repeat`) or an item repeated at once (`imm_repeat`), share whose next item is among the
+    previous ones (`next_in_sess`, 0 in the release), catalog `products`, share with a title or
+    a price (`titled`, `priced`) or also listed in another locale (`shared`), session ids absent
+    from the catalog (`unlisted_ids`), and phase-1 test sessions per task (`test1`..`test3`)."""
     train = data.train_sessions()
     products = data.products()
     table = session_stats(train)
     catalog = products.group_by("locale").agg(
         pl.len().alias("products"),
-        pl.col("title").is_not_null().mean().alias("with_title"),
-        pl.col("price").is_not_null().mean().alias("with_price"),
+        pl.col("title").is_not_null().mean().alias("titled"),
+        pl.col("price").is_not_null().mean().alias("priced"),
     )
     shared = products.with_columns(pl.col("locale").n_unique().over("id").alias("n_locales")).group_by("locale").agg(
-        (pl.col("n_locales") > 1).mean().alias("shared_ratio")
+        (pl.col("n_locales") > 1).mean().alias("shared")
     )
     catalog_keys = products.select("id", "locale").with_columns(pl.lit(True).alias("in_catalog"))
     mentioned = session_items(train).join(catalog_keys, on=["id", "locale"], how="left")
-    missing = mentioned.group_by("locale").agg(pl.col("in_catalog").is_null().sum().alias("ids_not_in_catalog"))
+    missing = mentioned.group_by("locale").agg(pl.col("in_catalog").is_null().sum().alias("unlisted_ids"))
     table = table.join(catalog, on="locale", how="full", coalesce=True)
     table = table.join(shared, on="locale", how="left").join(missing, on="locale", how="left")
     for task in (1, 2, 3):
         if data.has_test(task):
-            counts = data.test_sessions(task).group_by("locale").agg(pl.len().alias(f"test_task{task}"))
+            counts = data.test_sessions(task).group_by("locale").agg(pl.len().alias(f"test{task}"))
             table = table.join(counts, on="locale", how="left")
     order = pl.DataFrame({"locale": pl.Series(LOCALES, dtype=table["locale"].dtype)})
     table = order.join(table, on="locale", how="left")
@@ -69,10 +74,10 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
 
 def _total_row(table: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     overall = session_stats(train.with_columns(pl.lit("UK").cast(train["locale"].dtype).alias("locale")))
-    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test_task") or c in ("products", "ids_not_in_catalog"))
+    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test") or c in ("products", "unlisted_ids"))
     weighted = table.select(
         ((pl.col(c) * pl.col("products")).sum() / pl.col("products").sum()).alias(c)
-        for c in ("with_title", "with_price", "shared_ratio")
+        for c in ("titled", "priced", "shared")
     )
     row = pl.concat([overall.drop("locale"), sums, weighted], how="horizontal")
     row = row.with_columns(pl.lit("all").alias("locale")).select(table.columns)

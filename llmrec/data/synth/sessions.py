@@ -20,9 +20,9 @@ VARIANT, COMPARE, COMPLEMENT, REPEAT_LAST, REPEAT_EARLIER, JUMP = range(6)
 # Rows: intents (browse variants, compare brands, complete the purchase); columns: moves above.
 INTENT_MOVES = np.array(
     [
-        [0.60, 0.13, 0.08, 0.045, 0.045, 0.10],
-        [0.15, 0.57, 0.09, 0.045, 0.045, 0.10],
-        [0.15, 0.13, 0.53, 0.045, 0.045, 0.10],
+        [0.59, 0.13, 0.08, 0.045, 0.055, 0.10],
+        [0.15, 0.56, 0.09, 0.045, 0.055, 0.10],
+        [0.15, 0.13, 0.52, 0.045, 0.055, 0.10],
     ]
 )
 INTENT_SHARES = np.array([0.38, 0.34, 0.28])
