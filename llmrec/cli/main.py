@@ -82,6 +82,7 @@ def baseline(
     task: int = typer.Option(..., "--task", min=1, max=3),
     data: Path = typer.Option(..., "--data"),
     split: str = typer.Option("valid", "--split", help="valid (held-out train sessions) or test."),
+    phase: int = typer.Option(1, "--phase", min=1, max=2, help="Competition phase of the test files."),
     out_file: Path = typer.Option(..., "--out", help="Submission parquet to write."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML with baseline settings (configs/baselines.yaml)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. baseline.covisit.neighbors=80"),
@@ -90,7 +91,7 @@ def baseline(
 
     Example: llmrec baseline covisit --task 1 --data data/synth-small --split valid --out runs/covisit.parquet
     """
-    cli = [f"name={name}", f"task={task}", f"data={data}", f"split.name={split}"]
+    cli = [f"name={name}", f"task={task}", f"data={data}", f"split.name={split}", f"split.phase={phase}"]
     run = load_config(BaselineRun, config, [*(overrides or []), *cli])
     dataset = AmazonM2(Path(run.data))
     task_split = load_task_split(dataset, run.task, run.split)
@@ -107,6 +108,7 @@ def evaluate(
     gt: Optional[Path] = typer.Option(None, "--gt", help="Labels: gt_task{N}_phase{P}.csv or parquet."),
     data: Optional[Path] = typer.Option(None, "--data", help="Instead of --gt: labels of a split of this folder."),
     split: str = typer.Option("valid", "--split"),
+    phase: int = typer.Option(1, "--phase", min=1, max=2),
     config: Optional[Path] = typer.Option(None, "--config", help="Split settings (default: the config saved beside --pred)."),
     tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu tokenizer for task 3."),
     as_json: bool = typer.Option(False, "--json"),
@@ -125,7 +127,8 @@ def evaluate(
         locales = truth["locale"] if "locale" in truth.columns else predictions["locale"]
     elif data is not None:
         saved = config or (config_path_for(pred) if config_path_for(pred).exists() else None)
-        run = load_config(BaselineRun, saved, [f"split.name={split}"]) if saved else BaselineRun(split=SplitConfig(name=split))
+        settings = [f"split.name={split}", f"split.phase={phase}"]
+        run = load_config(BaselineRun, saved, settings) if saved else load_config(BaselineRun, None, settings)
         task_split = load_task_split(AmazonM2(data), task, run.split)
         if task_split.targets is None:
             raise ValueError(f"{data}: no labels for task {task} split {split}")

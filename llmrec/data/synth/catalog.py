@@ -138,9 +138,8 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     n_fam = home.size
 
     book = rng.random(n_fam) < BOOK_SHARE
-    # Variants per family: many singletons, some large families (1 + geometric, capped).
-    n_variants = np.where(book, rng.integers(1, 3, n_fam), np.minimum(1 + rng.geometric(1 / mean_variants, n_fam) - 1, 16))
-    n_variants = np.maximum(n_variants, 1)
+    # Variants per family: many singletons, some large families (geometric, capped).
+    n_variants = np.where(book, rng.integers(1, 3, n_fam), np.minimum(rng.geometric(1 / mean_variants, n_fam), 16))
     ftype = rng.integers(0, n_types, n_fam)
     n_brands = max(20, n_fam // 12)
     brand_category = rng.integers(0, vocab.type_category.max() + 1, n_brands)
@@ -169,7 +168,7 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
         }
     )
 
-    # Variants: color and size vary per type; variant shares are skewed to the first variant.
+    # Variants differ in color and size where the type has them; shares favour the first variant.
     product_family = np.repeat(np.arange(n_fam), n_variants)
     n_products = product_family.size
     rank_in_family = np.arange(n_products) - np.repeat(np.cumsum(n_variants) - n_variants, n_variants)
@@ -179,15 +178,16 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     base_size = rng.integers(0, np.maximum(n_sizes, 1))
     size_index = np.where(n_sizes > 0, (base_size + rank_in_family // 2 * (rng.random(n_products) < 0.6)) % np.maximum(n_sizes, 1), -1)
     has_colors = vocab.type_has_colors[ptype]
-    color = np.where(has_colors, rng.integers(0, len(raw["colors"]), n_products), -1)
-    # The first variant of a family keeps size, later ones step through colors then sizes.
-    color = np.where(has_colors & (rank_in_family > 0), (color[np.repeat(np.cumsum(n_variants) - n_variants, n_variants)] + rank_in_family) % len(raw["colors"]), color)
-    pack_choices = [vocab.type_packs[t] for t in range(n_types)]
+    # Later variants step through the colors from the first variant's (and every other one,
+    # often through the sizes too), so a family's variants are distinct.
+    first_variant = np.repeat(np.cumsum(n_variants) - n_variants, n_variants)
+    color = rng.integers(0, len(raw["colors"]), n_products)
+    color = np.where(has_colors, (color[first_variant] + rank_in_family) % len(raw["colors"]), -1)
     pack = np.ones(n_products, dtype=np.int64)
-    for t in range(n_types):
+    for t, choices in enumerate(vocab.type_packs):
         members = np.flatnonzero(ptype == t)
-        if members.size and len(pack_choices[t]) > 1:
-            pack[members] = pack_choices[t][rng.integers(0, len(pack_choices[t]), members.size)]
+        if members.size and choices.size > 1:
+            pack[members] = choices[rng.integers(0, choices.size, members.size)]
     low, high = vocab.type_price[ptype, 0], vocab.type_price[ptype, 1]
     family_level = np.exp(rng.uniform(0, 1, n_fam))[product_family]
     price_eur = (low + (high - low) * (family_level - 1) / (np.e - 1)) * (1 + 0.12 * np.maximum(size_index, 0)) * pack**0.8
@@ -316,10 +316,10 @@ def _with_text(rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: p
             pl.when(book).then("book_title").otherwise("title").alias("title"),
             "price",
             pl.when(product & pl.col("keep_brand")).then("brand").alias("brand"),
-            pl.when(pl.col("keep_color")).then("color").alias("color"),
-            pl.when(pl.col("keep_size")).then("size").alias("size"),
+            pl.when(product & pl.col("keep_color")).then("color").alias("color"),
+            pl.when(product & pl.col("keep_size")).then("size").alias("size"),
             pl.when(product & pl.col("keep_model")).then("model").alias("model"),
-            pl.when(pl.col("keep_material")).then("material").alias("material"),
+            pl.when(product & pl.col("keep_material")).then("material").alias("material"),
             pl.when(book).then("author").alias("author"),
             pl.when(pl.col("keep_desc")).then(pl.when(book).then("genre").otherwise("desc")).alias("desc"),
         )

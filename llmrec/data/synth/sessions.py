@@ -64,8 +64,10 @@ class LocaleMarket:
     popular: GroupedSampler  # one group: all listings by popularity
     variants: GroupedSampler  # group = local family
     families_of_type: GroupedSampler  # group = type, elements = local families
-    complements: list[np.ndarray]
-    size_key: np.ndarray  # sorted family * n_sizes + size keys ...
+    complement_types: np.ndarray  # [type, j]: j-th complement type (padded)
+    complement_count: np.ndarray  # [type]: how many complements it has
+    size_stride: int
+    size_key: np.ndarray  # sorted family * size_stride + size + 1 keys ...
     size_key_listing: np.ndarray  # ... and their listing
 
     @classmethod
@@ -83,9 +85,14 @@ class LocaleMarket:
         family_weight = listings["appeal"].to_numpy()[family_starts] * rng.lognormal(0.0, 0.5, n_families)
         weight = family_weight[family] * listings["variant_share"].to_numpy()
         size = listings["size_index"].to_numpy()
-        n_sizes = int(size.max()) + 2
-        key = family.astype(np.int64) * n_sizes + size + 1
+        stride = int(size.max()) + 2
+        key = family.astype(np.int64) * stride + size + 1
         order = np.argsort(key, kind="stable")
+        complements = catalog.vocab.complements
+        complement_count = np.array([c.size for c in complements])
+        complement_types = np.zeros((len(complements), max(1, complement_count.max())), dtype=np.int64)
+        for t, c in enumerate(complements):
+            complement_types[t, : c.size] = c
         return cls(
             ids=listings["id"].to_numpy(),
             family=family,
@@ -94,15 +101,16 @@ class LocaleMarket:
             popular=GroupedSampler(np.zeros(weight.size, dtype=np.int64), weight, 1),
             variants=GroupedSampler(family, weight, n_families),
             families_of_type=GroupedSampler(types[family_starts], family_weight, n_types),
-            complements=catalog.vocab.complements,
+            complement_types=complement_types,
+            complement_count=complement_count,
+            size_stride=stride,
             size_key=key[order],
             size_key_listing=order,
         )
 
     def with_size(self, families: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """A listing of each family in the given size, -1 where the family has none."""
-        stride = int(self.size.max()) + 2
-        wanted = families.astype(np.int64) * stride + sizes + 1
+        wanted = families.astype(np.int64) * self.size_stride + sizes + 1
         position = np.minimum(np.searchsorted(self.size_key, wanted), self.size_key.size - 1)
         return np.where(self.size_key[position] == wanted, self.size_key_listing[position], -1)
 
@@ -155,9 +163,9 @@ def simulate(rng: np.random.Generator, market: LocaleMarket, n_sessions: int, me
         current[:n] = new
         path[starts[:n] + t] = new
     _avoid_session_items(rng, market, path, starts, lengths)
+    # Reassemble in the original (random) session order.
     inverse = np.argsort(order)
     prev_lengths = lengths[inverse]
-    # Reassemble in the original (random) session order.
     session_starts = starts[inverse]
     offsets = np.r_[0, np.cumsum(prev_lengths)]
     index = np.repeat(session_starts - offsets[:-1], prev_lengths) + np.arange(offsets[-1])
@@ -187,13 +195,14 @@ def _step(rng, market: LocaleMarket, move: np.ndarray, cur: np.ndarray, path: np
     chosen = move == COMPLEMENT
     if chosen.any():
         types = ftype[chosen]
-        counts = np.array([c.size for c in market.complements])[types]
-        flat = np.concatenate(market.complements)
-        first = np.r_[0, np.cumsum([c.size for c in market.complements])[:-1]][types]
-        target_type = np.where(counts > 0, flat[first + (rng.random(types.size) * np.maximum(counts, 1)).astype(int) % np.maximum(counts, 1)] if flat.size else types, types)
+        counts = market.complement_count[types]
+        which = (rng.random(types.size) * counts).astype(np.int64)
+        target_type = np.where(counts > 0, market.complement_types[types, np.minimum(which, market.complement_types.shape[1] - 1)], types)
+        # A complement keeps the compatible size (a case and a screen protector for one phone) 80% of the time.
         other = market.families_of_type.sample(rng, target_type)
-        matched = np.where(other >= 0, market.with_size(np.maximum(other, 0), market.size[cur[chosen]]), -1)
-        pick = np.where(other >= 0, market.variants.sample(rng, np.maximum(other, 0)), -1)
+        found = other >= 0
+        matched = np.where(found, market.with_size(np.maximum(other, 0), market.size[cur[chosen]]), -1)
+        pick = np.where(found, market.variants.sample(rng, np.maximum(other, 0)), -1)
         new[chosen] = np.where((matched >= 0) & (rng.random(types.size) < 0.8), matched, pick)
 
     chosen = move == REPEAT_LAST
