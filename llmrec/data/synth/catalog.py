@@ -188,10 +188,12 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
         members = np.flatnonzero(ptype == t)
         if members.size and choices.size > 1:
             pack[members] = choices[rng.integers(0, choices.size, members.size)]
-    low, high = vocab.type_price[ptype, 0], vocab.type_price[ptype, 1]
-    family_level = np.exp(rng.uniform(0, 1, n_fam))[product_family]
-    price_eur = (low + (high - low) * (family_level - 1) / (np.e - 1)) * (1 + 0.12 * np.maximum(size_index, 0)) * pack**0.8
     pbook = book[product_family]
+    book_low, book_high = raw["books"]["price"]
+    low = np.where(pbook, book_low, vocab.type_price[ptype, 0])
+    high = np.where(pbook, book_high, vocab.type_price[ptype, 1])
+    family_level = np.exp(rng.uniform(0, 1, n_fam))[product_family]
+    price_eur = (low + (high - low) * (family_level - 1) / (np.e - 1)) * np.where(pbook, 1.0, (1 + 0.12 * np.maximum(size_index, 0)) * pack**0.8)
     products = pl.DataFrame(
         {
             "product": np.arange(n_products),

@@ -1,0 +1,1 @@
+"""Default models, prepared offline from PyPI packages into a cache folder."""

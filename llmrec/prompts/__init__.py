@@ -1,0 +1,22 @@
+"""Task 3 prompts: sessions rendered as multilingual title prompts, paired with the next title."""
+
+from __future__ import annotations
+
+import datasets
+import polars as pl
+
+from llmrec.prompts.render import PromptConfig, load_templates, render_prompts
+
+__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset"]
+
+
+def prompt_dataset(
+    sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, targets: pl.Series | None = None, tokenizer=None
+) -> datasets.Dataset:
+    """`session_id`, `locale`, `prompt` and, with targets, `completion` (" " + the next title):
+    what the model reads and what it should write, one row per session in session order."""
+    frame = sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String))
+    frame = frame.with_columns(render_prompts(sessions, catalog, config, tokenizer).alias("prompt"))
+    if targets is not None:
+        frame = frame.with_columns((pl.lit(" ") + targets.fill_null("")).alias("completion"))
+    return datasets.Dataset.from_polars(frame) if hasattr(datasets.Dataset, "from_polars") else datasets.Dataset.from_dict(frame.to_dict(as_series=False))

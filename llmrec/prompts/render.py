@@ -1,0 +1,140 @@
+"""Sessions -> multilingual title prompts, built column-wise.
+
+A prompt lists the session's last K products (titles plus optional brand, color, size,
+price) in the locale's language, oldest first, and ends where the next product's title
+should follow. When a tokenizer is given, the oldest items are dropped until the prompt fits
+`max_prompt_tokens`, so the most recent items always survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from llmrec.data.schema import LANGUAGE
+
+ATTRIBUTES = ("brand", "color", "size", "price")
+CURRENCY = {"UK": "£", "DE": "€", "JP": "¥", "ES": "€", "FR": "€", "IT": "€"}
+TEMPLATE_KEYS = ("header", "item", "footer", "attributes", "unknown")
+
+
+@dataclass
+class PromptConfig:
+    template: str = "prompts/task3.yaml"  # a path; relative ones also resolve against the repository
+    history: int = 5  # K: the last K session items are shown
+    attributes: list[str] = field(default_factory=lambda: ["brand", "color", "size"])
+    max_prompt_tokens: int = 192
+    max_title_chars: int = 160  # very long titles are cut
+    collapse_repeats: bool = True  # A A B is shown as A B
+
+
+@dataclass(frozen=True)
+class Template:
+    header: str
+    item_prefix: str  # text before {title}
+    item_middle: str  # between {title} and {attributes}
+    item_suffix: str
+    footer: str
+    attribute_names: dict[str, str]
+    unknown: str
+
+
+def template_path(path: str | Path) -> Path:
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    return Path(__file__).resolve().parents[2] / path
+
+
+def load_templates(path: str | Path) -> dict[str, Template]:
+    """language -> Template, checked for every language of the six locales."""
+    path = template_path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: prompt template file not found")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    templates = {}
+    for language in sorted(set(LANGUAGE.values())):
+        entry = raw.get(language)
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: no template for language '{language}'")
+        missing = [k for k in TEMPLATE_KEYS if k not in entry]
+        if missing:
+            raise ValueError(f"{path}: template '{language}' lacks '{missing[0]}'")
+        item = entry["item"]
+        if item.count("{title}") != 1 or item.count("{attributes}") != 1 or item.index("{title}") > item.index("{attributes}"):
+            raise ValueError(f"{path}: template '{language}' item must contain {{title}} then {{attributes}} once each")
+        prefix, rest = item.split("{title}")
+        middle, suffix = rest.split("{attributes}")
+        templates[language] = Template(
+            header=entry["header"], item_prefix=prefix, item_middle=middle, item_suffix=suffix, footer=entry["footer"],
+            attribute_names=dict(entry["attributes"]), unknown=entry["unknown"],
+        )
+    return templates
+
+
+def _template_table(templates: dict[str, Template]) -> pl.DataFrame:
+    rows = []
+    for locale, language in LANGUAGE.items():
+        t = templates[language]
+        row = {"locale": locale, "header": t.header, "footer": t.footer, "item_prefix": t.item_prefix,
+               "item_middle": t.item_middle, "item_suffix": t.item_suffix, "unknown": t.unknown, "currency": CURRENCY[locale]}
+        row |= {f"name_{a}": t.attribute_names.get(a, a) for a in ATTRIBUTES}
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def session_lines(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, templates: dict[str, Template]) -> pl.DataFrame:
+    """One row per shown item: (row, pos, locale, line), the last K items of every session."""
+    unknown_attributes = [a for a in config.attributes if a not in ATTRIBUTES]
+    if unknown_attributes:
+        raise ValueError(f"prompt.attributes: unknown attribute '{unknown_attributes[0]}' (known: {', '.join(ATTRIBUTES)})")
+    items = sessions.select(pl.int_range(pl.len()).alias("row"), pl.col("locale").cast(pl.String), pl.col("prev_items").alias("id"))
+    items = items.explode("id").with_columns(pl.int_range(pl.len()).over("row").alias("pos"))
+    if config.collapse_repeats:
+        items = items.filter((pl.col("id") != pl.col("id").shift(1).over("row")).fill_null(True))
+    items = items.filter(pl.int_range(pl.len()).reverse().over("row") < config.history)
+    products = catalog.select("id", pl.col("locale").cast(pl.String), "title", *[a for a in ATTRIBUTES if a != "price"], "price")
+    items = items.join(products, on=["id", "locale"], how="left").join(_template_table(templates), on="locale", how="left")
+    shown = []
+    for attribute in config.attributes:
+        value = pl.col(attribute)
+        if attribute == "price":
+            value = pl.when(pl.col("locale") == "JP").then(value.round(0).cast(pl.Int64).cast(pl.String)).otherwise(value.round(2).cast(pl.String))
+            value = pl.concat_str([value, pl.lit(" "), pl.col("currency")])
+        shown.append(pl.concat_str([pl.col(f"name_{attribute}"), pl.lit(": "), value]))
+    attributes = pl.concat_list(shown).list.drop_nulls().list.join(", ") if shown else pl.lit("")
+    attributes = pl.when(attributes.str.len_chars() > 0).then(pl.concat_str([pl.lit(" ("), attributes, pl.lit(")")])).otherwise(pl.lit(""))
+    title = pl.coalesce(pl.col("title").str.slice(0, config.max_title_chars), pl.concat_str([pl.col("unknown"), pl.lit(" "), pl.col("id")]))
+    line = pl.concat_str([pl.col("item_prefix"), title, pl.col("item_middle"), attributes, pl.col("item_suffix")])
+    return items.select("row", "pos", "locale", line.alias("line"), "header", "footer")
+
+
+def render_prompts(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, tokenizer=None) -> pl.Series:
+    """The prompt of every session, in session order. With a tokenizer, the oldest lines are
+    dropped until header + lines + footer fit `max_prompt_tokens` (the last line always stays)."""
+    templates = load_templates(config.template)
+    lines = session_lines(sessions, catalog, config, templates)
+    if tokenizer is not None:
+        lines = _fit_budget(lines, tokenizer, config.max_prompt_tokens)
+    joined = lines.sort("row", "pos").group_by("row", maintain_order=True).agg(
+        pl.col("line").str.join("\n"), pl.col("header").first(), pl.col("footer").first()
+    )
+    prompts = joined.select("row", pl.concat_str([pl.col("header"), pl.lit("\n"), pl.col("line"), pl.lit("\n"), pl.col("footer")]).alias("prompt"))
+    return pl.DataFrame({"row": pl.int_range(sessions.height, eager=True)}).join(prompts, on="row", how="left")["prompt"]
+
+
+def _fit_budget(lines: pl.DataFrame, tokenizer, budget: int) -> pl.DataFrame:
+    def count(texts: pl.Series) -> pl.Series:
+        encoded = tokenizer(texts.to_list(), add_special_tokens=False)["input_ids"]
+        return pl.Series([len(ids) + 1 for ids in encoded], dtype=pl.Int64)  # + the newline
+
+    fixed = lines.select("locale", "header", "footer").unique("locale")
+    frame = fixed.select(pl.concat_str([pl.col("header"), pl.lit("\n"), pl.col("footer")])).to_series()
+    fixed = fixed.with_columns(count(frame).alias("fixed_tokens"))
+    lines = lines.with_columns(count(lines["line"]).alias("tokens")).join(fixed.select("locale", "fixed_tokens"), on="locale")
+    newest_first = pl.col("tokens").reverse().cum_sum().reverse().over("row", order_by="pos")
+    keep = (newest_first + pl.col("fixed_tokens") <= budget) | (pl.col("pos") == pl.col("pos").max().over("row"))
+    return lines.filter(keep)
