@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 LLMREC := $(VENV)/bin/llmrec
 SCALE ?= small
 
-.PHONY: install demo test test-slow bench clean
+.PHONY: install demo test test-slow bench playground report clean
 
 $(VENV)/.installed: pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml scripts/install.sh
 install: $(VENV)/.installed
 
 demo: install
+	$(LLMREC) models prepare
 	$(LLMREC) demo --scale $(SCALE) --out runs/demo-$(SCALE)
 
 test: install
@@ -23,6 +24,12 @@ test-slow: install
 
 bench: install
 	$(PY) eval/bench_read.py
+
+playground: install
+	$(LLMREC) playground --data data/synth-$(SCALE) --adapter runs/demo-$(SCALE)/task3/adapter
+
+report: install
+	$(LLMREC) report runs/demo-$(SCALE)
 
 clean:
 	rm -rf runs .pytest_cache

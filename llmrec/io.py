@@ -59,3 +59,18 @@ def write_yaml(data: dict, path: str | Path) -> Path:
 
 def read_yaml(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+
+
+def claim_folder(folder: str | Path, settings: dict) -> bool:
+    """Mark `folder` as holding the partial outputs of a run with `settings`, so a rerun
+    resumes from them; True when it already did. Outputs of other settings are never mixed
+    in: a folder claimed with different settings is an error naming the first difference."""
+    path = Path(folder) / "settings.json"
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in settings if previous.get(k) != settings[k]] + [k for k in previous if k not in settings]
+        if changed:
+            raise ValueError(f"{folder} holds partial outputs of another run ({changed[0]} differs): rerun with its settings or remove the folder")
+        return True
+    write_json(settings, path)
+    return False

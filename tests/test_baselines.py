@@ -97,6 +97,9 @@ def test_cli_task3_valid_split_reports_bleu(tiny_data, tmp_path, capsys):
     main(["evaluate", "--task", "3", "--pred", str(out), "--data", str(tiny_data), "--split", "valid", "--json"])
     metrics = json.loads(capsys.readouterr().out)
     assert 0 < metrics["overall"]["bleu"] < 1 and len(metrics["per_locale"]) == 6
+    report = json.loads((tmp_path / "last.report.json").read_text())  # the run folder: report, log, config
+    assert report["metrics"]["overall"]["bleu"] == pytest.approx(metrics["overall"]["bleu"])
+    assert "wrote" in (tmp_path / "last.log").read_text() and (tmp_path / "last.config.yaml").exists()
 
 
 def test_evaluate_rejects_predictions_for_other_sessions(tiny_data, tmp_path, capsys):

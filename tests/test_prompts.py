@@ -36,8 +36,8 @@ def test_prompt_lists_the_last_k_items_oldest_first_with_localized_attributes():
     config = PromptConfig(history=3, attributes=["brand", "color", "price"])
     (prompt,) = render_prompts(sessions([0, 1, 2, 3, 5]), CATALOG, config).to_list()
     lines = prompt.splitlines()
-    assert lines[0].startswith("Einkaufssitzung auf Amazon.de") and lines[-1] == "Als Nächstes angesehenes Produkt:"
-    assert lines[1:-1] == ["- Ladekabel 2 m", "- Panzerglas (Marke: Lumora, Preis: 7.5 €)", "- unbekanntes Produkt P000000005"]
+    assert lines[0].startswith("Einkaufssitzung auf Amazon.de") and lines[-2:] == ["Als Nächstes angesehenes Produkt:", "-"]
+    assert lines[1:-2] == ["- Ladekabel 2 m", "- Panzerglas (Marke: Lumora, Preis: 7.5 €)", "- unbekanntes Produkt P000000005"]
 
 
 def test_immediate_repeats_collapse():
@@ -93,3 +93,9 @@ def test_bad_template_files_are_named(tmp_path):
         load_templates(tmp_path / "none.yaml")
     with pytest.raises(ValueError, match="unknown attribute 'weight'"):
         render_prompts(sessions([0, 1]), CATALOG, PromptConfig(attributes=["weight"]))
+
+
+def test_an_empty_session_is_a_clear_error():
+    empty = pl.DataFrame({"session_id": [7], "prev_items": [[]], "locale": ["DE"]}, schema_overrides={"prev_items": pl.List(pl.String)})
+    with pytest.raises(ValueError, match="session 7 has no items"):
+        render_prompts(empty, CATALOG, PromptConfig())

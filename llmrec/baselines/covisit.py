@@ -26,6 +26,7 @@ class Weighting:
 
 @dataclass
 class CovisitConfig:
+    name: str = "covisit"  # names the table's scores when several are used (llmrec.rank)
     weightings: list[Weighting] = field(
         default_factory=lambda: [Weighting(window=1, forward=1.0, backward=0.6), Weighting(window=5, forward=1.0, backward=0.8, weight=0.3)]
     )
@@ -70,10 +71,9 @@ def covisitation(events: pl.DataFrame, config: CovisitConfig) -> pl.DataFrame:
 
 
 class Covisitation:
-    name = "covisit"
-
     def __init__(self, config: CovisitConfig):
         self.config = config
+        self.name = config.name
         self.max_session_items, self.recency_decay = config.max_session_items, config.recency_decay
         self.table: pl.DataFrame | None = None
 

@@ -16,11 +16,13 @@ from rich.table import Table
 
 from llmrec import io
 from llmrec.baselines import BaselineConfig, run_baseline
+from llmrec.cli.playground import playground
+from llmrec.cli.report import report
 from llmrec.config import ConfigError, config_path_for, load_config, save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.errors import DataFormatError
 from llmrec.data.split import SplitConfig, load_task_split
-from llmrec.prompts.render import PromptConfig
+from llmrec.train.config import Task3Config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="LLM-based generative recommendation on Amazon-M2 shopping sessions.")
 data_app = typer.Typer(no_args_is_help=True, help="Read, check and synthesize Amazon-M2 data folders.")
@@ -29,8 +31,8 @@ models_app = typer.Typer(no_args_is_help=True, help="Prepare and list the defaul
 app.add_typer(models_app, name="models")
 prompts_app = typer.Typer(no_args_is_help=True, help="Inspect task 3 prompts.")
 app.add_typer(prompts_app, name="prompts")
-out = Console(width=None if sys.stdout.isatty() else 180)  # wide tables when piped or logged
-USER_ERRORS = (DataFormatError, ConfigError, ValueError, FileNotFoundError)
+out = Console(width=None if sys.stdout.isatty() else 180, record=True)  # wide tables when piped; recorded for the run log
+USER_ERRORS = (DataFormatError, ConfigError, ValueError, FileNotFoundError, FileExistsError, ModuleNotFoundError)
 
 
 @dataclass
@@ -42,16 +44,6 @@ class BaselineRun:
     data: str = "data/synth-small"
     split: SplitConfig = field(default_factory=SplitConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
-
-
-@dataclass
-class Task3Run:
-    """Settings of the task 3 verbs (configs/task3.yaml)."""
-
-    model: str = "gemma-3-270m"  # a default model name, a local folder or a Hugging Face id
-    data: str = "data/synth-small"
-    split: SplitConfig = field(default_factory=SplitConfig)
-    prompt: PromptConfig = field(default_factory=PromptConfig)
 
 
 @models_app.command("prepare")
@@ -99,7 +91,7 @@ def prompts_show(
     from llmrec.prompts import prompt_dataset
 
     cli = [f"split.name={split}"] + ([f"data={data}"] if data else []) + ([f"model={model}"] if model else [])
-    run = load_config(Task3Run, config if config and config.exists() else None, [*(overrides or []), *cli])
+    run = load_config(Task3Config, _existing(config), [*(overrides or []), *cli])
     task_split = load_task_split(AmazonM2(Path(run.data)), 3, run.split)
     if not 0 <= index < task_split.sessions.height:
         raise ValueError(f"--index {index} is outside the {task_split.sessions.height} sessions of split {split}")
@@ -172,8 +164,139 @@ def baseline(
     task_split = load_task_split(dataset, run.task, run.split)
     predictions = run_baseline(run.name, task_split, run.baseline)
     io.write_parquet(predictions, out_file)
-    save_config(run, config_path_for(out_file))
     out.print(f"wrote {out_file} ({predictions.height} sessions)")
+    _finish_run(out_file, run, {"metrics": _score_if_labelled(run.task, predictions, task_split, out_file)})
+
+
+@app.command()
+def finetune(
+    task: int = typer.Option(3, "--task", min=3, max=3, help="Only task 3 (title generation) trains an LLM."),
+    config: Optional[Path] = typer.Option(Path("configs/task3.yaml"), "--config"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50 train.quantization=nf4"),
+) -> None:
+    """LoRA/QLoRA finetuning of the config's model to write the next product's title.
+
+    Example: llmrec finetune --task 3 --config configs/task3.yaml train.max_steps=200 train.out=runs/t3
+    """
+    from llmrec.models.prepare import load_tokenizer, resolve_model
+    from llmrec.train.data import training_prompts
+    from llmrec.train.finetune import finetune as train_adapter
+
+    run = load_config(Task3Config, _existing(config), overrides or [])
+    train, valid = training_prompts(run, load_tokenizer(run.model))
+    out.print(f"training on {len(train):,} sessions, validating on {len(valid):,}; run folder {run.train.out}")
+    metrics = train_adapter(run, resolve_model(run.model), train, valid, resume=resume, log=lambda line: out.print(line, highlight=False))
+    out.print(f"adapter: {Path(run.train.out) / 'adapter'}  " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+
+
+@app.command()
+def generate(
+    task: int = typer.Option(3, "--task", min=1, max=3, help="3: the submission; 1, 2: titles of those tasks' sessions, to ground."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="vllm | hf (default: the config's generate.backend)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model (default: the config's model)."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter folder from `llmrec finetune`."),
+    data: Optional[Path] = typer.Option(None, "--data"),
+    split: str = typer.Option("valid", "--split"),
+    phase: int = typer.Option(1, "--phase", min=1, max=2, help="Competition phase of the test files."),
+    out_file: Path = typer.Option(..., "--out", help="Parquet: session_id, locale, next_item_title, candidates."),
+    config: Optional[Path] = typer.Option(Path("configs/task3.yaml"), "--config"),
+    limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. generate.decoding=beam generate.num_candidates=4"),
+) -> None:
+    """Generate next-product titles (n candidates with scores) with vLLM or HF generate.
+
+    Example: llmrec generate --task 3 --backend vllm --adapter runs/task3/adapter --data data/synth-small --split valid --out runs/titles.parquet
+    """
+    from llmrec.generate import generate_titles, make_generator
+    from llmrec.models.prepare import load_tokenizer, resolve_model
+    from llmrec.prompts import split_prompts
+
+    cli = [f"split.name={split}", f"split.phase={phase}"] + ([f"data={data}"] if data else []) + ([f"model={model}"] if model else [])
+    cli += ([f"generate.backend={backend}"] if backend else []) + ([f"split.limit={limit}"] if limit else [])
+    run = load_config(Task3Config, _existing(config), [*(overrides or []), *cli])
+    prompts = split_prompts(AmazonM2(Path(run.data)), task, run.split, run.prompt, load_tokenizer(run.model))
+    generator = make_generator(run.generate, resolve_model(run.model), str(adapter) if adapter else None)
+    titles, throughput = generate_titles(generator, prompts, out_file, run.generate, log=lambda line: out.print(line, highlight=False))
+    out.print(f"wrote {out_file} ({titles.height} sessions)")
+    metrics = _score_if_labelled(3, titles, load_task_split(AmazonM2(Path(run.data)), 3, run.split), out_file) if task == 3 else None
+    _finish_run(out_file, run, {"throughput": throughput, "metrics": metrics})
+
+
+def _score_if_labelled(task: int, predictions: pl.DataFrame, task_split, out_file: Path) -> dict | None:
+    """Metrics of a prediction when its split has labels (printed as a table), else None."""
+    from llmrec.evaluate import evaluate as score
+
+    if task_split.targets is None:
+        return None
+    metrics = score(task, predictions, task_split.targets, task_split.sessions["locale"], source=str(out_file))
+    out.print(metrics_table(metrics, f"task {task}: {out_file}"))
+    return metrics
+
+
+def _finish_run(out_file: Path, run, report: dict) -> None:
+    """The output's run folder gets, beside it: the resolved config (`<stem>.config.yaml`),
+    the report with its metrics (`<stem>.report.json`) and this command's log (`<stem>.log`)."""
+    stem = out_file.name.split(".")[0]
+    save_config(run, config_path_for(out_file))
+    io.write_json({k: v for k, v in report.items() if v is not None}, out_file.with_name(f"{stem}.report.json"))
+    io.write_text(out.export_text(clear=False), out_file.with_name(f"{stem}.log"))
+
+
+def _existing(config: Path | None, default: str = "configs/task3.yaml") -> Path | None:
+    """The config file, but None for a default one that is not there (verbs also run outside the repository)."""
+    return config if config is not None and (config.exists() or config != Path(default)) else None
+
+
+@app.command()
+def recommend(
+    task: int = typer.Option(..., "--task", min=1, max=2),
+    data: Optional[Path] = typer.Option(None, "--data"),
+    split: str = typer.Option("valid", "--split", help="valid (held-out train sessions, scored) or test."),
+    phase: int = typer.Option(1, "--phase", min=1, max=2),
+    titles: Optional[Path] = typer.Option(None, "--titles", help="Generated titles of the split's sessions (`llmrec generate --task N`)."),
+    valid_titles: Optional[Path] = typer.Option(None, "--valid-titles", help="With --split test: titles of the validation sessions the reranker learns from."),
+    out_file: Path = typer.Option(..., "--out", help="Submission parquet: locale, next_item_prediction."),
+    config: Optional[Path] = typer.Option(Path("configs/recommend.yaml"), "--config"),
+    limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. reranker.kind=fusion candidates.covisit_top=100"),
+) -> None:
+    """Rank 100 products per session: candidates (co-visitation, session-KNN, popularity, text
+    neighbours, grounded LLM titles) reranked by LightGBM, in the competition's format.
+
+    Example: llmrec recommend --task 1 --data data/synth-small --split valid --titles runs/titles-t1.parquet --out runs/task1.parquet
+    """
+    from llmrec.rank import RecommendConfig, TextSignals, read_titles, recommend as rank_sessions
+
+    cli = [f"task={task}", f"split.name={split}", f"split.phase={phase}"] + ([f"data={data}"] if data else []) + ([f"split.limit={limit}"] if limit else [])
+    run = load_config(RecommendConfig, _existing(config, "configs/recommend.yaml"), [*(overrides or []), *cli])
+    generated = read_titles(titles) if titles else None
+    generated_valid = read_titles(valid_titles) if valid_titles else None
+    dataset = AmazonM2(Path(run.data))
+    text = TextSignals.for_catalog(dataset.products(), run.text, log=lambda line: out.print(line, highlight=False))
+    lists, report = rank_sessions(run, out_file, generated, generated_valid, text, log=lambda line: out.print(line, highlight=False))
+    out.print(f"wrote {out_file} ({lists.height:,} sessions, {report['sessions_per_s']:,} sessions/s)")
+    report["metrics"] = _score_if_labelled(run.task, lists, load_task_split(dataset, run.task, run.split), out_file)
+    _finish_run(out_file, run, report)
+
+
+@app.command()
+def export(
+    adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for the merged model."),
+    merge: bool = typer.Option(True, "--merge/--no-merge", help="Fold the LoRA weights into the base model."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model (default: the one the adapter was trained on)."),
+) -> None:
+    """Write a standalone model: the base model with the adapter merged in.
+
+    Example: llmrec export --merge --adapter runs/task3/adapter --out runs/task3/merged
+    """
+    from llmrec.train.export import export_merged
+
+    if not merge:
+        raise ValueError("only --merge export is supported: an unmerged adapter is already the adapter folder")
+    export_merged(adapter, out_dir, model)
+    out.print(f"wrote {out_dir}")
 
 
 @app.command()
@@ -184,7 +307,7 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, "--data", help="Instead of --gt: labels of a split of this folder."),
     split: str = typer.Option("valid", "--split"),
     phase: int = typer.Option(1, "--phase", min=1, max=2),
-    config: Optional[Path] = typer.Option(None, "--config", help="Split settings (default: the config saved beside --pred)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A config with the split settings (default: the one saved beside --pred)."),
     tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu tokenizer for task 3."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -202,9 +325,9 @@ def evaluate(
         locales = truth["locale"] if "locale" in truth.columns else predictions["locale"]
     elif data is not None:
         saved = config or (config_path_for(pred) if config_path_for(pred).exists() else None)
-        settings = [f"split.name={split}", f"split.phase={phase}"]
-        run = load_config(BaselineRun, saved, settings) if saved else load_config(BaselineRun, None, settings)
-        task_split = load_task_split(AmazonM2(data), task, run.split)
+        saved_split = io.read_yaml(saved).get("split", {}) if saved else {}  # any verb's config: only its split matters
+        split_config = load_config(SplitConfig, None, [f"{k}={json.dumps(v)}" for k, v in saved_split.items() if k != "name"] + [f"name={split}", f"phase={phase}"])
+        task_split = load_task_split(AmazonM2(data), task, split_config)
         if task_split.targets is None:
             raise ValueError(f"{data}: no labels for task {task} split {split}")
         targets, locales = task_split.targets, task_split.sessions["locale"]
@@ -217,37 +340,34 @@ def evaluate(
     out.print(metrics_table(metrics, f"task {task}: {pred}"))
 
 
-@dataclass
-class DemoRun:
-    scale: str = "small"
-    seed: int = 0
-    out: str = "runs/demo-small"
-    data: str = ""  # default: data/synth-<scale>
-    split: SplitConfig = field(default_factory=SplitConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-
-
 @app.command()
 def demo(
     scale: str = typer.Option("small", "--scale", help="Synthetic dataset size: tiny | small | medium | full."),
-    out_dir: Path = typer.Option(Path("runs/demo-small"), "--out", help="Run folder."),
-    config: Optional[Path] = typer.Option(Path("configs/baselines.yaml"), "--config"),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/demo-<scale>)."),
+    config: Optional[Path] = typer.Option(Path("configs/demo.yaml"), "--config"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. llm=false split.limit=1000"),
 ) -> None:
-    """The main job end to end on the built-in synthetic data: data, baselines, metrics.
+    """The main job end to end on the built-in synthetic data: data, baselines, LoRA finetuning,
+    title generation, grounding and reranking, every metric beside the baselines.
 
     Example: llmrec demo --scale small --out runs/demo-small
     """
-    from llmrec.data.synth import SynthConfig
-    from llmrec.demo import run_demo, summary_table
+    from llmrec.demo import DemoConfig, run_demo, summary_table
 
-    run = load_config(DemoRun, config if config and config.exists() else None, [*(overrides or []), f"scale={scale}", f"out={out_dir}"])
-    data_dir = Path(run.data or f"data/synth-{run.scale}")
-    results = run_demo(Path(run.out), data_dir, SynthConfig(run.scale, run.seed), run.split, run.baseline, out)
+    cli = [f"scale={scale}", f"out={out_dir or Path('runs') / f'demo-{scale}'}"]
+    run = load_config(DemoConfig, _existing(config, "configs/demo.yaml"), [*(overrides or []), *cli])
+    results = run_demo(run, out)
     for task, headline in ((1, "MRR@100"), (2, "MRR@100"), (3, "BLEU-4")):
-        title = f"task {task}, validation split of {data_dir} (locale columns: {headline})"
+        title = f"task {task}, validation split of {run.data_dir} (locale columns: {headline})"
         out.print(_rich_table(summary_table(results, task), title))
-    out.print(f"run folder: {run.out}")
+    from llmrec.report import write_report
+
+    io.write_text(out.export_text(clear=False), Path(run.out) / "demo.log")
+    out.print(f"run folder: {run.out}\nreport: {write_report(Path(run.out))}")
+
+
+app.command()(playground)
+app.command()(report)
 
 
 def metrics_table(metrics: dict, title: str) -> Table:

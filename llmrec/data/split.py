@@ -25,6 +25,7 @@ class SplitConfig:
     phase: int = 1  # test files of competition phase 1 or 2
     valid_fraction: float = 0.1
     seed: int = 0
+    limit: int = 0  # predict only the first N sessions of the split (0: all): quick runs of slow methods
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit
                 )
             targets = truth["next_item_title" if task == 3 else "next_item"]
         unlabelled = released_tests
+    if config.limit:
+        sessions, targets = sessions.head(config.limit), (targets.head(config.limit) if targets is not None else None)
     return TaskSplit(
         task=task,
         split=split,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datasets
 import polars as pl
 
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.prompts.render import PromptConfig, load_templates, render_prompts
 
-__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset"]
+__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset", "split_prompts"]
 
 
 def prompt_dataset(
@@ -20,3 +22,11 @@ def prompt_dataset(
     if targets is not None:
         frame = frame.with_columns((pl.lit(" ") + targets.fill_null("")).alias("completion"))
     return datasets.Dataset.from_polars(frame) if hasattr(datasets.Dataset, "from_polars") else datasets.Dataset.from_dict(frame.to_dict(as_series=False))
+
+
+def split_prompts(data: AmazonM2, task: int, split: SplitConfig, config: PromptConfig, tokenizer=None) -> datasets.Dataset:
+    """Prompts of the sessions a task predicts in a split, in output order, with the target
+    title as completion for labelled task 3 splits. Tasks 1 and 2 get prompts too: their
+    generated titles are grounded to products."""
+    task_split = load_task_split(data, task, split)
+    return prompt_dataset(task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer)

@@ -115,6 +115,10 @@ def session_lines(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptC
 def render_prompts(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, tokenizer=None) -> pl.Series:
     """The prompt of every session, in session order. With a tokenizer, the oldest lines are
     dropped until header + lines + footer fit `max_prompt_tokens` (the last line always stays)."""
+    empty = sessions["prev_items"].list.len().fill_null(0) == 0
+    if empty.any():
+        row = int(empty.arg_true()[0])
+        raise ValueError(f"session {sessions['session_id'][row] if 'session_id' in sessions.columns else row} has no items to build a prompt from")
     templates = load_templates(config.template)
     lines = session_lines(sessions, catalog, config, templates)
     if tokenizer is not None:

@@ -1,0 +1,7 @@
+"""Task 3 generation: next-product titles with scores from vLLM or transformers, written as a
+submission in resumable shards."""
+
+from llmrec.generate.base import Candidate, GenerateConfig, Generator, make_generator
+from llmrec.generate.run import generate_titles
+
+__all__ = ["Candidate", "GenerateConfig", "Generator", "generate_titles", "make_generator"]

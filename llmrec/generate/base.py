@@ -1,0 +1,154 @@
+"""What every generation backend shares: settings, the candidate type, where a title ends,
+and the checks that turn a missing model or a mismatched adapter into one-line errors.
+
+A title ends at the end of the completion: at EOS or at the first token whose text holds a
+newline (the prompt lists one product per line). Both backends stop on the same token ids,
+decode the same way and score a candidate by the total log-probability of its tokens, the
+stopping token included, so their outputs can be compared one for one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class GenerateConfig:
+    backend: Literal["vllm", "hf"] = "vllm"
+    decoding: Literal["greedy", "beam", "sample"] = "greedy"
+    num_candidates: int = 1  # titles returned per prompt, best first; beam: at most num_beams
+    num_beams: int = 4
+    temperature: float = 0.8  # sample only
+    top_p: float = 0.95  # sample only
+    max_new_tokens: int = 48
+    batch_size: int = 16  # prompts per batch (hf; vLLM schedules its own batches)
+    shard_size: int = 2000  # sessions per shard file: an interrupted run resumes from the last shard
+    seed: int = 0
+    dtype: str = "auto"  # auto: bfloat16 on CUDA GPUs that support it, else float32
+    vllm_kv_cache_gb: float = 1.0  # KV cache of the vLLM CPU engine
+    vllm_eager: bool = False  # skip vLLM's torch.compile (faster start, maybe slower steps; always eager on CPU with LoRA)
+    max_lora_rank: int = 16  # vLLM: largest adapter rank it can serve
+    vllm_lora: Literal["auto", "merge", "request"] = "auto"  # adapter as a LoRARequest or merged into the model; auto: merge on CPU
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
+        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"generate.{name} must be at least 1")
+        if self.decoding == "greedy" and self.num_candidates != 1:
+            raise ValueError("generate.decoding=greedy gives one candidate: set num_candidates=1, or decoding=beam or sample")
+        if self.decoding == "sample" and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise ValueError("generate.decoding=sample needs temperature > 0 and 0 < top_p <= 1")
+        if self.decoding == "beam" and self.num_candidates > self.num_beams:
+            raise ValueError(f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})")
+
+
+Candidate = tuple[str, float]  # (title, total log-probability of its tokens; beam: the same, length_penalty 0)
+
+
+class Generator(Protocol):
+    generated_tokens: int  # tokens of all returned candidates so far, for throughput
+
+    def generate(self, prompts: list[str]) -> list[list[Candidate]]:
+        """`num_candidates` candidates per prompt, best first."""
+        ...
+
+
+def make_generator(config: GenerateConfig, model: str, adapter: str | None = None) -> Generator:
+    """The configured backend on `model` (a local folder or a Hugging Face id), with the PEFT
+    LoRA `adapter` folder applied when given."""
+    check_model(model)
+    if adapter is not None:
+        check_adapter(model, adapter)
+    if config.backend == "hf":
+        from llmrec.generate.hf import HFGenerator
+
+        return HFGenerator(config, model, adapter)
+    if config.backend == "vllm":
+        from llmrec.generate.vllm import VLLMGenerator
+
+        return VLLMGenerator(config, model, adapter)
+    raise ValueError(f"generate.backend: '{config.backend}' is not one of vllm, hf")
+
+
+def resolve_dtype(name: str) -> str:
+    import torch
+
+    if name != "auto":
+        return name
+    return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def check_model(model: str):
+    """The model's transformers config, or FileNotFoundError naming the model."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"model {model} not found or not loadable: {first_line(error)}") from None
+
+
+def check_adapter(model: str, adapter: str) -> None:
+    """Every LoRA matrix of `adapter` must fit a module of `model` (shapes read from the model
+    built on the meta device, so nothing is loaded): a mismatch fails here with one line
+    instead of deep inside PEFT or the vLLM engine."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(adapter)
+    weights = folder / "adapter_model.safetensors"
+    if not (folder / "adapter_config.json").exists() or not weights.exists():
+        raise FileNotFoundError(f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+    with torch.device("meta"):
+        base = AutoModelForCausalLM.from_config(check_model(model))
+    shapes = {name: tuple(m.weight.shape) for name, m in base.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)}
+    with safe_open(weights, "pt") as tensors:
+        for key in tensors.keys():
+            if ".lora_A." not in key and ".lora_B." not in key:
+                continue
+            module, kind = key.removeprefix("base_model.model.").split(".lora_")
+            shape = tuple(tensors.get_slice(key).get_shape())
+            target = shapes.get(module)
+            if target is None:
+                raise ValueError(f"adapter {adapter} does not match base model {model}: the model has no module {module}")
+            if len(target) != 2 or (kind.startswith("A") and shape[1] != target[1]) or (kind.startswith("B") and shape[0] != target[0]):
+                raise ValueError(
+                    f"adapter {adapter} does not match base model {model}: {module}.lora_{kind} has shape {shape}, the module's weight {target}"
+                )
+
+
+def stop_token_ids(tokenizer, eos_ids: list[int]) -> list[int]:
+    """EOS ids plus every token whose text holds a newline: where a title ends."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    return sorted(set(eos_ids) | {i for i, text in enumerate(texts) if "\n" in text})
+
+
+def title_tokens(tokens: list[int], stops: set[int]) -> list[int]:
+    """The generated tokens up to and including the first stop token."""
+    for position, token in enumerate(tokens):
+        if token in stops:
+            return tokens[: position + 1]
+    return tokens
+
+
+def title_text(tokenizer, tokens: list[int]) -> str:
+    return tokenizer.decode(tokens, skip_special_tokens=True).split("\n", 1)[0].strip()
+
+
+def eos_ids(tokenizer, generation_config) -> list[int]:
+    """The tokenizer's EOS and the model's generation-config EOS ids (vLLM stops on both)."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids += configured if isinstance(configured, list) else [configured] if configured is not None else []
+    return ids

@@ -1,0 +1,113 @@
+"""Title generation with transformers `generate`: the reference backend, and the one finetuning
+uses on its in-memory model for validation BLEU."""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from llmrec.generate.base import Candidate, GenerateConfig, eos_ids, first_line, resolve_dtype, stop_token_ids, title_text, title_tokens
+
+
+class HFGenerator:
+    def __init__(self, config: GenerateConfig, model: str, adapter: str | None = None):
+        """Loads `model` (and merges the LoRA `adapter` into it: generation runs at base speed)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model)
+            network = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, resolve_dtype(config.dtype)))
+        except (OSError, ValueError) as error:
+            raise FileNotFoundError(f"model {model} not found or not loadable: {first_line(error)}") from None
+        if adapter is not None:
+            from peft import PeftModel
+
+            try:
+                network = PeftModel.from_pretrained(network, adapter).merge_and_unload()
+            except (RuntimeError, ValueError, KeyError) as error:
+                lines = [line.strip() for line in str(error).splitlines()]  # torch's state-dict errors: the first mismatch
+                detail = next((line for line in lines if line.startswith("size mismatch")), first_line(error))
+                raise ValueError(f"adapter {adapter} does not match base model {model}: {detail[:200]}") from None
+        self._bind(network.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, config)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, config: GenerateConfig) -> HFGenerator:
+        """Wraps an in-memory (possibly PEFT) model as it is: not merged, moved or switched to eval
+        mode (call `model.eval()` first), and the tokenizer is not changed."""
+        generator = cls.__new__(cls)
+        generator._bind(model, tokenizer, config)
+        return generator
+
+    def _bind(self, model, tokenizer, config: GenerateConfig) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.device = next(model.parameters()).device
+        eos = eos_ids(tokenizer, getattr(model, "generation_config", None))
+        self.stops = stop_token_ids(tokenizer, eos)
+        self.stop_set = set(self.stops)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+        self.generated_tokens = 0
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str]) -> list[list[Candidate]]:
+        ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch: less padding
+        if self.config.decoding == "sample":
+            torch.manual_seed(self.config.seed)
+        results: list[list[Candidate]] = [[] for _ in ids]
+        for start in range(0, len(order), self.config.batch_size):
+            batch = order[start : start + self.config.batch_size]
+            for index, candidates in zip(batch, self._batch([ids[i] for i in batch])):
+                results[index] = candidates
+        return results
+
+    def _batch(self, ids: list[list[int]]) -> list[list[Candidate]]:
+        config, n = self.config, self.config.num_candidates
+        width = max(map(len, ids))
+        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, sequence in enumerate(ids):  # left padding: every prompt ends where generation starts
+            input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            attention[row, width - len(sequence) :] = 1
+        settings = dict(max_new_tokens=config.max_new_tokens, eos_token_id=self.stops, pad_token_id=self.pad_id, num_return_sequences=n,
+                        return_dict_in_generate=True)
+        recorder = None  # beam search reports its own scores
+        if config.decoding == "beam":
+            # length_penalty 0: the score is the total log-probability. transformers returns it only with
+            # output_scores, which also keeps every step's log-probabilities (rows x vocabulary floats).
+            settings |= dict(do_sample=False, num_beams=config.num_beams, length_penalty=0.0, output_scores=True)
+        else:
+            recorder = TokenLogprobs()
+            warpers = [TemperatureLogitsWarper(config.temperature), TopPLogitsWarper(config.top_p)] if config.decoding == "sample" else []
+            settings |= dict(do_sample=config.decoding == "sample", num_beams=1, logits_processor=LogitsProcessorList([recorder, *warpers]))
+            settings |= dict(top_k=0) if warpers else {}  # no top-k (generate's default is 50; vLLM has none)
+        output = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **settings)
+        generated = output.sequences[:, width:]
+        kept = [title_tokens(tokens, self.stop_set) for tokens in generated.tolist()]
+        if recorder is None:
+            scores = output.sequences_scores.tolist()
+        else:
+            logprobs = recorder.finish(generated[:, -1])
+            scores = [float(logprobs[row, : len(tokens)].sum()) for row, tokens in enumerate(kept)]
+        self.generated_tokens += sum(map(len, kept))
+        candidates = [(title_text(self.tokenizer, tokens), score) for tokens, score in zip(kept, scores)]
+        return [sorted(candidates[i * n : (i + 1) * n], key=lambda c: -c[1]) for i in range(len(ids))]
+
+
+class TokenLogprobs(LogitsProcessor):
+    """Log-probability of every generated token under the model's own distribution (before
+    temperature and top-p, as vLLM reports it). Processors run before the token is picked, so
+    each step's pick is read from `input_ids` at the next call, the last one in `finish`."""
+
+    def __init__(self):
+        self.steps: list[torch.Tensor] = []
+        self.previous: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.previous is not None:
+            self.steps.append(self.previous.gather(1, input_ids[:, -1:]))
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        self.steps.append(self.previous.gather(1, last_tokens[:, None]))
+        return torch.cat(self.steps, dim=1).cpu()

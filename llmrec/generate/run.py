@@ -1,0 +1,82 @@
+"""Prompts -> a task 3 submission, in shards, so a long run that stops resumes where it was."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import polars as pl
+
+from llmrec import io
+from llmrec.config import to_dict
+from llmrec.generate.base import GenerateConfig, Generator
+from llmrec.progress import track
+
+if TYPE_CHECKING:
+    import datasets
+
+CANDIDATES = pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
+RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora")  # change speed or memory, not the titles
+
+
+def shard_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".shards")
+
+
+def generate_titles(
+    generator: Generator, prompts: datasets.Dataset, out: str | Path, config: GenerateConfig, log: Callable[[str], None] = print
+) -> tuple[pl.DataFrame, dict]:
+    """Writes `out` (`session_id`, `locale`, `next_item_title` = the best candidate, `candidates`
+    = [{title, score}] best first; input order) and returns it with the throughput of this run.
+    The first two columns and the order make it a task 3 submission; `session_id` (the row of
+    the session file) lets tasks 1 and 2 join the titles to their sessions.
+
+    Each finished shard of `config.shard_size` prompts is written atomically to
+    `<out>.shards/`; shards already there are kept, so rerunning an interrupted command only
+    generates the missing ones. The folder goes once `out` is written."""
+    out = Path(out)
+    rows = prompts.to_polars()
+    folder = shard_folder(out)
+    io.claim_folder(folder, _settings(config, rows))
+    size = config.shard_size
+    paths = [folder / f"shard-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
+    missing = [k for k, path in enumerate(paths) if not path.exists()]
+    if len(missing) < len(paths):
+        log(f"resuming: {len(paths) - len(missing)} of {len(paths)} shards already in {folder}")
+    started, tokens_before, generated = time.perf_counter(), generator.generated_tokens, 0
+    for k in track(missing, "generating titles (shards)", total=len(missing)):
+        shard = rows.slice(k * size, size)
+        candidates = generator.generate(shard["prompt"].to_list())
+        frame = shard.select("session_id", pl.col("locale").cast(pl.String)).with_columns(
+            pl.Series("candidates", [[{"title": t, "score": s} for t, s in c] for c in candidates], dtype=CANDIDATES)
+        )
+        io.write_parquet(frame, paths[k])
+        generated += shard.height
+    seconds = time.perf_counter() - started
+    tokens = generator.generated_tokens - tokens_before
+    throughput = {
+        "prompts": generated, "generated_tokens": tokens, "seconds": round(seconds, 2),
+        "prompts_per_s": round(generated / seconds, 2) if generated else None,
+        "tokens_per_s": round(tokens / seconds, 1) if generated else None,
+    }
+    if generated:
+        log(f"generated {generated:,} prompts in {seconds:.1f} s: {throughput['prompts_per_s']} prompts/s, {throughput['tokens_per_s']} tokens/s")
+    empty = pl.DataFrame(schema={"session_id": pl.Int64, "locale": pl.String, "candidates": CANDIDATES})
+    shards = pl.concat([pl.read_parquet(path) for path in paths]) if paths else empty
+    titles = shards.select(
+        pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String),
+        pl.col("candidates").list.first().struct.field("title").alias("next_item_title"), "candidates",
+    )
+    io.write_parquet(titles, out)
+    shutil.rmtree(folder, ignore_errors=True)
+    return titles, throughput
+
+
+def _settings(config: GenerateConfig, rows: pl.DataFrame) -> dict:
+    """What decides the titles: shards on disk are reused only for the same prompts and decoding."""
+    settings = {k: v for k, v in to_dict(config).items() if k not in RESOURCE_SETTINGS}
+    settings["prompts_sha256"] = hashlib.sha256("\0".join(rows["prompt"].to_list()).encode()).hexdigest()
+    return settings

@@ -1,0 +1,11 @@
+"""Tasks 1 and 2: candidates from several sources, features, a reranker, 100-item lists."""
+
+from llmrec.rank.candidates import CandidateConfig, CandidateSources
+from llmrec.rank.pipeline import RecommendConfig, check_titles, recommend
+from llmrec.rank.reranker import RerankerConfig
+from llmrec.rank.text import TextConfig, TextSignals, read_titles
+
+__all__ = [
+    "CandidateConfig", "CandidateSources", "RecommendConfig", "RerankerConfig", "TextConfig", "TextSignals",
+    "check_titles", "read_titles", "recommend",
+]

@@ -1,0 +1,170 @@
+"""Candidate items per session from several sources. Each source keeps its own score and rank
+(`s_<source>`, `r_<source>`), so the reranker learns how far to trust each one.
+
+Sources: co-visitation tables with different weightings, co-visitation by product id across
+all locales (evidence from the large locales for ES/FR/IT), session-KNN, the locale's popular
+items, products whose text is nearest to the session's last item, and products grounded from
+the LLM's generated titles. Session items are never candidates: the next item never repeats
+one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import polars as pl
+
+from llmrec.baselines.common import ItemIndex, all_events, query_items
+from llmrec.baselines.covisit import CovisitConfig, Covisitation, Weighting, covisitation
+from llmrec.baselines.sknn import SessionKnn, SknnConfig
+from llmrec.data.split import TaskSplit
+
+MISSING_RANK = 1000  # the rank of a candidate a source did not propose
+
+
+def _default_covisit() -> list[CovisitConfig]:
+    return [
+        CovisitConfig(name="covisit"),  # the baseline's table: near pairs, recent items weigh more
+        CovisitConfig(  # raw forward transition counts from the last few items: "what comes next"
+            name="covisit_next", weightings=[Weighting(window=1, forward=1.0, backward=0.0)], normalize=False,
+            recency_decay=0.3, max_session_items=5,
+        ),
+        CovisitConfig(  # wide symmetric window over the whole session: "what belongs together"
+            name="covisit_wide", weightings=[Weighting(window=10, forward=1.0, backward=1.0, distance_decay=0.5)],
+            recency_decay=0.85, max_session_items=30,
+        ),
+    ]
+
+
+@dataclass
+class CandidateConfig:
+    covisit: list[CovisitConfig] = field(default_factory=_default_covisit)
+    covisit_top: int = 80  # candidates kept per session from each co-visitation table
+    global_covisit: bool = True  # co-visitation of product ids over all locales (cross-locale evidence)
+    global_top: int = 40
+    sknn: SknnConfig = field(default_factory=SknnConfig)
+    sknn_top: int = 50
+    popularity_top: int = 30
+    content_top: int = 30  # nearest products by text embedding to the last session item (needs titles)
+    grounded_top: int = 50  # products grounded from the generated titles (needs --titles)
+
+
+NeighborSearch = Callable[[pl.DataFrame, int], pl.DataFrame]
+"""(frame of `locale`, `id`, k) -> `locale`, `id`, `neighbor`, `similarity`: text neighbours."""
+
+
+class CandidateSources:
+    """Every source fitted on one split; `generate` proposes candidates for a chunk of queries."""
+
+    def __init__(self, config: CandidateConfig, split: TaskSplit, index: ItemIndex, popularity: pl.DataFrame,
+                 neighbors: NeighborSearch | None = None, grounded: pl.DataFrame | None = None):
+        """`popularity`: (locale, item, score); `grounded`: (query, item, ground_score,
+        similarity, retrieval_rank, hits) for the split's sessions, or None."""
+        self.config, self.index = config, index
+        names = [c.name for c in config.covisit]
+        if len(set(names)) != len(names) or {"global", "sknn", "popularity", "content", "grounded"} & set(names):
+            raise ValueError(f"candidates.covisit: names must be distinct and not a built-in source name, got {names}")
+        events = all_events(split, index)
+        self.covisit = [Covisitation(c) for c in config.covisit]
+        for source in self.covisit:
+            source.table = covisitation(events, source.config)
+        self.global_table = _global_covisitation(events, index, config.covisit[0]) if config.global_covisit and config.covisit else None
+        self.sknn = SessionKnn(config.sknn) if config.sknn_top else None
+        if self.sknn is not None:
+            self.sknn.fit(split, index)
+        self.popular = popularity.group_by("locale", maintain_order=True).head(config.popularity_top)
+        self.neighbors = neighbors if config.content_top else None
+        self.grounded = grounded if config.grounded_top else None
+
+    @property
+    def names(self) -> list[str]:
+        names = [c.name for c in self.covisit]
+        names += ["global"] if self.global_table is not None else []
+        names += ["sknn"] if self.sknn is not None else []
+        names += ["popularity"] if self.config.popularity_top else []
+        names += ["content"] if self.neighbors is not None else []
+        names += ["grounded"] if self.grounded is not None else []
+        return names
+
+    def generate(self, queries: pl.DataFrame) -> pl.DataFrame:
+        """(query, item, s_<source>, r_<source> for every source): the union of every source's
+        top candidates for `queries` (query, locale, prev_items), session items removed."""
+        config = self.config
+        proposals = []
+        for source in self.covisit:
+            items = query_items(queries, self.index, source.max_session_items, source.recency_decay)
+            proposals.append((source.name, source.score(items), config.covisit_top))
+        if self.global_table is not None:
+            first = self.covisit[0]
+            items = query_items(queries, self.index, first.max_session_items, first.recency_decay)
+            proposals.append(("global", _score_global(items, self.global_table, self.index), config.global_top))
+        if self.sknn is not None:
+            items = query_items(queries, self.index, self.sknn.max_session_items, self.sknn.recency_decay)
+            proposals.append(("sknn", self.sknn.score(items), config.sknn_top))
+        if config.popularity_top:
+            popular = queries.select("query", "locale").join(self.popular, on="locale").select("query", "item", "score")
+            proposals.append(("popularity", popular, config.popularity_top))
+        if self.neighbors is not None:
+            proposals.append(("content", self._content(queries), config.content_top))
+        if self.grounded is not None:
+            grounded = self.grounded.join(queries.select("query"), on="query").select("query", "item", pl.col("ground_score").alias("score"))
+            proposals.append(("grounded", grounded, config.grounded_top))
+        session_items = self.index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+        parts = [_top(frame, name, top, session_items) for name, frame, top in proposals]
+        wide = pl.concat(parts, how="diagonal").group_by("query", "item").agg(pl.all().max())
+        return wide.with_columns(
+            *[pl.col(f"s_{name}").fill_null(0.0) for name in self.names],
+            *[pl.col(f"r_{name}").fill_null(MISSING_RANK) for name in self.names],
+        ).sort("query", "item")
+
+    def _content(self, queries: pl.DataFrame) -> pl.DataFrame:
+        """Text neighbours of each session's last item, scored by cosine similarity."""
+        last = queries.select("query", pl.col("locale").cast(pl.String), pl.col("prev_items").list.last().alias("id"))
+        found = self.neighbors(last.select("locale", "id").unique(), self.config.content_top + 1)
+        found = found.filter(pl.col("neighbor") != pl.col("id")).with_columns(pl.col("locale").cast(pl.String))
+        frame = last.join(found, on=["locale", "id"]).drop("id").rename({"neighbor": "id"})
+        frame = frame.with_columns(pl.col("locale").cast(self.index.items["locale"].dtype))
+        return self.index.encode(frame, "id").select("query", "item", pl.col("similarity").alias("score"))
+
+
+def _top(frame: pl.DataFrame, name: str, top: int, session_items: pl.DataFrame) -> pl.DataFrame:
+    """A source's best `top` candidates per query, session items removed, as s_/r_ columns."""
+    frame = frame.drop_nulls("item").join(session_items.select("query", "item"), on=["query", "item"], how="anti")
+    ranked = (
+        frame.select("query", "item", pl.col("score").cast(pl.Float32))
+        .sort(["query", "score", "item"], descending=[False, True, False])
+        .group_by("query", maintain_order=True)
+        .head(top)
+    )
+    return ranked.select(
+        "query", "item", pl.col("score").alias(f"s_{name}"), pl.int_range(pl.len(), dtype=pl.Int32).over("query").alias(f"r_{name}")
+    )
+
+
+@dataclass(frozen=True)
+class GlobalTable:
+    """Co-visitation of product ids regardless of locale: UK/DE sessions inform ES/FR/IT ones
+    wherever they list the same product."""
+
+    table: pl.DataFrame  # a, b: global codes; w
+    codes: pl.DataFrame  # item (locale code), gid (global code)
+
+
+def _global_covisitation(events: pl.DataFrame, index: ItemIndex, config: CovisitConfig) -> GlobalTable:
+    ids = index.items.select("id").unique(maintain_order=True).with_row_index("gid")
+    codes = index.items.join(ids, on="id").select(pl.col("code").alias("item"), "gid")
+    global_events = events.join(codes, on="item").select("seq", "pos", pl.col("gid").alias("item"))
+    return GlobalTable(covisitation(global_events, config), codes)
+
+
+def _score_global(items: pl.DataFrame, table: GlobalTable, index: ItemIndex) -> pl.DataFrame:
+    """Global neighbours of the session items, mapped back to products of the session's locale."""
+    scored = (
+        items.join(table.codes, on="item")
+        .join(table.table, left_on="gid", right_on="a")
+        .group_by("query", "locale", pl.col("b").alias("gid"))
+        .agg((pl.col("weight") * pl.col("w")).sum().alias("score"))
+    )
+    local = index.items.join(table.codes, left_on="code", right_on="item").select("gid", "locale", pl.col("code").alias("item"))
+    return scored.join(local, on=["gid", "locale"]).select("query", "item", "score")

@@ -1,0 +1,131 @@
+"""Features of each (session, candidate) pair, built column-wise for a chunk of sessions.
+
+Beyond the sources' own scores and ranks: how popular the candidate is in the locale and
+across locales, where the session items it co-occurs with sit in the session, whether it
+shares brand, colour, size and price range with the session's items, how close its text is to
+the last item's, and what the LLM grounding said about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from llmrec.baselines.common import ItemIndex
+from llmrec.data.split import TaskSplit
+from llmrec.rank.candidates import MISSING_RANK
+
+ATTRIBUTES = ("brand", "color", "size")
+TextSimilarity = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(item codes a, item codes b) -> cosine similarity of their text embeddings (NaN where unknown)."""
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What features read about items, computed once per split."""
+
+    index: ItemIndex
+    items: pl.DataFrame  # item, brand, color, size, price, pop_next, pop_input, pop_rank, other_locales, global_pop
+    relation: pl.DataFrame  # a, b, w: the first co-visitation table
+    grounded: pl.DataFrame | None  # query, item, similarity, retrieval_rank, hits
+    text_similarity: TextSimilarity | None
+
+    @classmethod
+    def build(cls, split: TaskSplit, index: ItemIndex, relation: pl.DataFrame, grounded: pl.DataFrame | None = None,
+              text_similarity: TextSimilarity | None = None) -> FeatureContext:
+        attributes = index.encode(split.catalog.select("locale", "id", *ATTRIBUTES, "price"), "id").drop_nulls("item")
+        next_counts = index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id").group_by("item").agg(pl.len().alias("pop_next"))
+        inputs = pl.concat([split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")])
+        input_counts = index.encode(inputs.explode("prev_items").rename({"prev_items": "id"}), "id").group_by("item").agg(pl.len().alias("pop_input"))
+        items = (
+            index.items.select(pl.col("code").alias("item"), "locale", "id")
+            .join(next_counts, on="item", how="left")
+            .join(input_counts, on="item", how="left")
+            .with_columns(pl.col("pop_next").fill_null(0), pl.col("pop_input").fill_null(0))
+            .with_columns(
+                pl.col("pop_next").rank("min", descending=True).over("locale").alias("pop_rank"),
+                (pl.len().over("id") - 1).alias("other_locales"),
+                pl.col("pop_next").sum().over("id").alias("global_pop"),
+            )
+            .join(attributes.drop("locale"), on="item", how="left")
+            .drop("locale", "id")
+        )
+        return cls(index, items, relation, grounded, text_similarity)
+
+
+def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
+    """Per query: length, distinct items, and the last item's code."""
+    last = context.index.encode(queries.select("query", "locale", pl.col("prev_items").list.last().alias("id")), "id")
+    return queries.select(
+        "query", pl.col("prev_items").list.len().alias("session_length"), pl.col("prev_items").list.n_unique().alias("session_distinct")
+    ).join(last.select("query", pl.col("item").alias("last_item")), on="query", how="left")
+
+
+def add_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
+    """`candidates` (query, item, s_*, r_*) with every feature column added, same row order."""
+    source_ranks = [c for c in candidates.columns if c.startswith("r_")]
+    frame = candidates.with_columns(pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources"))
+    frame = frame.join(session_features(queries, context), on="query", how="left")
+    frame = frame.join(context.items, on="item", how="left")
+    frame = _relations(frame, queries, context)
+    frame = _agreement(frame, queries, context)
+    if context.grounded is not None:
+        grounded = context.grounded.select("query", "item", pl.col("similarity").alias("g_similarity"), pl.col("retrieval_rank").alias("g_rank"), pl.col("hits").alias("g_hits"))
+        frame = frame.join(grounded, on=["query", "item"], how="left")
+    if context.text_similarity is not None:
+        last = frame["last_item"].fill_null(0).to_numpy()
+        similarity = context.text_similarity(frame["item"].to_numpy(), last)
+        frame = frame.with_columns(pl.Series("text_similarity_last", similarity, dtype=pl.Float32))
+    return frame.drop("last_item", *ATTRIBUTES, "price")
+
+
+def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
+    """How the candidate co-occurs with each session item: from the last item, from the one
+    before, how recent the nearest related item is, and how many items relate to it."""
+    ages = _ages(queries, context.index)
+    linked = (
+        ages.join(context.relation, left_on="item", right_on="a")
+        .group_by("query", pl.col("b").alias("item"))
+        .agg(
+            pl.col("age").min().alias("related_age"),
+            pl.len().alias("related_count"),
+            pl.col("w").filter(pl.col("age") == 0).sum().alias("covisit_last"),
+            pl.col("w").filter(pl.col("age") == 1).sum().alias("covisit_second"),
+        )
+    )
+    frame = frame.join(linked, on=["query", "item"], how="left")
+    return frame.with_columns(
+        pl.col("related_age").fill_null(99), pl.col("related_count").fill_null(0),
+        pl.col("covisit_last").fill_null(0.0), pl.col("covisit_second").fill_null(0.0),
+    )
+
+
+def _ages(queries: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
+    """(query, item, age): distinct session items with their distinct-item age (0 = the last item)."""
+    frame = queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id")
+    frame = frame.with_columns(pl.int_range(pl.len()).over("query").alias("pos"))
+    frame = index.encode(frame, "id").group_by("query", "item").agg(pl.col("pos").max())
+    return frame.with_columns((pl.col("pos").rank("ordinal", descending=True).over("query") - 1).alias("age")).drop("pos")
+
+
+def _agreement(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
+    """Brand, colour, size and price of the candidate against the last item and the session."""
+    last = context.items.select(pl.col("item").alias("last_item"), *[pl.col(a).alias(f"last_{a}") for a in ATTRIBUTES], pl.col("price").alias("last_price"))
+    frame = frame.join(last, on="last_item", how="left")
+    session = _ages(queries, context.index).join(context.items.select("item", "brand", "price"), on="item", how="left")
+    brands = session.drop_nulls("brand").group_by("query", "brand").agg(pl.len().alias("brand_count"))
+    sizes = session.group_by("query").agg(pl.len().alias("_n"), pl.col("price").mean().alias("session_price"))
+    frame = frame.join(brands, on=["query", "brand"], how="left").join(sizes, on="query", how="left")
+    same = [
+        pl.when(pl.col(a).is_null() | pl.col(f"last_{a}").is_null()).then(None).otherwise((pl.col(a) == pl.col(f"last_{a}")).cast(pl.Int8)).alias(f"same_{a}_last")
+        for a in ATTRIBUTES
+    ]
+    return frame.with_columns(
+        *same,
+        (pl.col("price") / pl.col("last_price")).cast(pl.Float32).alias("price_ratio_last"),
+        (pl.col("price") / pl.col("session_price")).cast(pl.Float32).alias("price_ratio_session"),
+        (pl.col("brand_count").fill_null(0) / pl.col("_n")).cast(pl.Float32).alias("brand_share"),
+    ).drop(*[f"last_{a}" for a in ATTRIBUTES], "last_price", "session_price", "brand_count", "_n")

@@ -1,0 +1,323 @@
+"""`llmrec recommend`: sessions -> candidates -> features -> reranked 100-item lists.
+
+The reranker learns from sessions whose next item is known but that no candidate source has
+seen the answer of: the held-out validation sessions. On `--split valid` those are also the
+sessions scored, so they are cross-fitted: each fold is ranked by a model trained on the other
+folds. On `--split test` the model learns on the validation split (sources fitted on 90% of
+train) and ranks the test sessions (sources fitted on all of train).
+
+Candidates and features are computed in chunks of sessions, written to `<out>.work/` as they
+finish; a rerun with the same settings resumes from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from llmrec import io
+from llmrec.baselines.common import ItemIndex, finalize, item_popularity, numbered
+from llmrec.baselines.popularity import PopularityConfig
+from llmrec.config import to_dict
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.schema import TASK_LOCALES, TOP_K
+from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
+from llmrec.progress import track
+from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSources
+from llmrec.rank.features import FeatureContext, add_features
+from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fusion_scores, training_rows
+from llmrec.rank.text import TextConfig, TextSignals
+
+
+@dataclass
+class RecommendConfig:
+    task: int = 1
+    data: str = "data/synth-small"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
+    reranker: RerankerConfig = field(default_factory=RerankerConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    popularity: PopularityConfig = field(default_factory=PopularityConfig)
+    chunk_size: int = 10_000  # sessions per chunk: bounds memory, drives progress and resumption
+    k: int = TOP_K
+    keep_work: bool = False  # keep <out>.work/ (features per chunk) after success
+
+
+@dataclass
+class SplitState:
+    """One split with everything fitted on it: sources, feature context, labels."""
+
+    split: TaskSplit
+    index: ItemIndex
+    queries: pl.DataFrame  # query, locale, prev_items, session_id, target (item code or null)
+    sources: CandidateSources
+    context: FeatureContext
+    popular: pl.DataFrame
+
+    def features(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        candidates = self.sources.generate(chunk)
+        frame = add_features(candidates, chunk, self.context)
+        labels = chunk.select("query", pl.col("target").alias("item"), pl.lit(1, dtype=pl.Int8).alias("label"))
+        frame = frame.join(labels.drop_nulls("item"), on=["query", "item"], how="left").with_columns(pl.col("label").fill_null(0))
+        return frame
+
+
+def prepare_split(split: TaskSplit, config: RecommendConfig, titles: pl.DataFrame | None, text: TextSignals | None,
+                  log: Callable[[str], None]) -> SplitState:
+    """Fit every candidate source and the feature context on `split`."""
+    started = time.perf_counter()
+    index = ItemIndex.from_split(split)
+    popular = item_popularity(split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight)
+    queries = numbered(split.sessions).with_columns(split.sessions["session_id"].cast(pl.Int64))
+    if split.targets is not None and split.task in (1, 2):
+        targets = index.encode(queries.select("query", "locale", pl.Series("id", split.targets)), "id")
+        queries = queries.join(targets.select("query", pl.col("item").alias("target")), on="query", how="left")
+    else:
+        queries = queries.with_columns(pl.lit(None, dtype=pl.UInt32).alias("target"))
+    grounded = None
+    if titles is not None and text is not None and config.candidates.grounded_top:
+        titles = titles.join(queries.select("session_id"), on="session_id", how="semi")
+        grounded = text.ground(titles, split.sessions, popular_ids(popular, index))
+        grounded = grounded.join(queries.select("query", "session_id"), on="session_id").drop("session_id")
+        grounded = index.encode(grounded.with_columns(pl.col("locale").cast(index.items["locale"].dtype)), "id").drop_nulls("item")
+    neighbors = text.neighbors if text is not None else None
+    sources = CandidateSources(config.candidates, split, index, popular, neighbors, grounded)
+    similarity = text.similarity_by_code(index) if text is not None else None
+    context = FeatureContext.build(split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), grounded, similarity)
+    log(f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources {', '.join(sources.names)} fitted in {time.perf_counter() - started:.1f} s")
+    return SplitState(split, index, queries, sources, context, popular)
+
+
+def popular_ids(popular: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
+    """(locale, id, count) for grounding's popularity re-weighting."""
+    return popular.with_columns(index.decode(popular).alias("id")).select(pl.col("locale").cast(pl.String), "id", pl.col("score").alias("count"))
+
+
+def _empty_relation() -> pl.DataFrame:
+    return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float32})
+
+
+def recommend(config: RecommendConfig, out: str | Path, titles: pl.DataFrame | None = None, valid_titles: pl.DataFrame | None = None,
+              text: TextSignals | None = None, log: Callable[[str], None] = print) -> tuple[pl.DataFrame, dict]:
+    """Writes the submission `out` (locale, next_item_prediction; session order) and returns
+    it with a report: candidate recall per source, the reranker's training summary, timings.
+
+    `titles` are generated titles for the sessions of the split (session_id, locale,
+    candidates), `valid_titles` those of the validation split when ranking the test split;
+    `text` gives text neighbours, text similarity and grounding (None: ids only)."""
+    if config.task not in (1, 2):
+        raise ValueError(f"recommend ranks products for tasks 1 and 2, not task {config.task}")
+    out = Path(out)
+    started = time.perf_counter()
+    dataset = AmazonM2(Path(config.data))
+    target_split = load_task_split(dataset, config.task, config.split)
+    for name, frame, split in (("--titles", titles, target_split), ("--valid-titles", valid_titles, None)):
+        if frame is not None and split is not None:
+            check_titles(frame, split, name)
+    work = out.with_name(out.name + ".work")
+    io.claim_folder(work, _settings(config, titles, valid_titles))
+    report: dict = {"task": config.task, "split": config.split.name}
+    model = None
+    if config.reranker.kind == "lightgbm" and config.split.name == "test":
+        limit = min(config.split.limit or config.reranker.max_train_sessions, config.reranker.max_train_sessions)
+        valid_split = load_task_split(dataset, config.task, dataclasses.replace(config.split, name="valid", limit=limit))
+        if valid_titles is not None:
+            check_titles(valid_titles, valid_split, "--valid-titles", allow_extra=True)
+        elif titles is not None and config.candidates.grounded_top:
+            raise ValueError("--split test with --titles needs --valid-titles too: the reranker learns from the validation sessions' grounded titles")
+        state = prepare_split(valid_split, config, valid_titles, text, log)
+        train = _training_rows(state, config, work / "train", report, log)
+        model = LightGBMRanker(config.reranker).fit(_with_transfer(train, dataset, config, text, work, report, log))
+        report["reranker"] = model.report
+        del state, train
+    report["seconds_training"] = round(time.perf_counter() - started, 1)
+    state = prepare_split(target_split, config, titles, text, log)
+    if config.reranker.kind == "lightgbm" and config.split.name == "valid":
+        lists = _cross_fitted(state, config, work / "valid", report, log, lambda train: _with_transfer(train, dataset, config, text, work, report, log))
+    else:
+        lists = _ranked(state, config, model, work / "test", report, log)
+    io.write_parquet(lists, out)
+    if model is not None:
+        model.save(out.with_name(out.name.split(".")[0] + ".lgb.txt"))
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["sessions_per_s"] = round(lists.height / max(report["seconds"], 1e-9), 1)
+    report["seconds_ranking"] = round(report["seconds"] - report["seconds_training"], 1)
+    return lists, report
+
+
+def check_titles(titles: pl.DataFrame, split: TaskSplit, name: str, allow_extra: bool = False) -> None:
+    """The titles must be those of this split's sessions: same session ids, same locales
+    (`allow_extra`: titles of other sessions of the same task may come along, and are unused)."""
+    missing = [c for c in ("session_id", "locale", "candidates") if c not in titles.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)")
+    unknown = titles.filter(~pl.col("locale").is_in(list(TASK_LOCALES[split.task])))
+    if unknown.height:
+        raise ValueError(f"{name}: row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task {split.task}'s {', '.join(TASK_LOCALES[split.task])}")
+    sessions = split.sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String))
+    joined = titles.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String).alias("titles_locale")).join(sessions, on="session_id", how="left")
+    foreign = joined.filter(pl.col("locale").is_null() | (pl.col("locale") != pl.col("titles_locale")))
+    if allow_extra:
+        foreign = foreign.filter(pl.col("locale").is_not_null())
+    if foreign.height:
+        raise ValueError(f"{name}: session {int(foreign['session_id'][0])} is not a session of task {split.task}'s {split.split} split (titles written for other sessions?)")
+    covered = sessions.join(titles.select(pl.col("session_id").cast(pl.Int64)), on="session_id", how="semi").height
+    if covered < sessions.height:
+        raise ValueError(f"{name}: titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for all (`llmrec generate --task {split.task} --split {split.split}`)")
+
+
+def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
+    settings = to_dict(config)
+    settings.pop("keep_work")
+    settings.pop("chunk_size")  # chunks are keyed by their size below
+    for name, frame in (("titles", titles), ("valid_titles", valid_titles)):
+        settings[f"{name}_sha256"] = None if frame is None else hashlib.sha256(frame.select("session_id", "candidates").write_ipc(None).getvalue()).hexdigest()
+    return settings
+
+
+def _chunks(state: SplitState, config: RecommendConfig, folder: Path, label: str, compute: Callable[[pl.DataFrame], pl.DataFrame]) -> list[Path]:
+    """Each chunk's frame from `compute`, written once to `folder`; existing chunks are reused."""
+    size = config.chunk_size
+    paths = [folder / f"chunk-{size}-{k:05d}.parquet" for k in range((state.queries.height + size - 1) // size)]
+    todo = [k for k, path in enumerate(paths) if not path.exists()]
+    for k in track(todo, label, total=len(todo)):
+        io.write_parquet(compute(state.queries.slice(k * size, size)), paths[k])
+    return paths
+
+
+def _training_rows(state: SplitState, config: RecommendConfig, folder: Path, report: dict, log) -> pl.DataFrame:
+    """Sampled training rows of every labelled session of `state`, with candidate recall."""
+    recall = _Recall(state.sources.names)
+
+    def compute(chunk: pl.DataFrame) -> pl.DataFrame:
+        return training_rows(state.features(chunk), config.reranker)
+
+    paths = _chunks(state, config, folder, "reranker training features", compute)
+    rows = pl.concat([pl.read_parquet(p) for p in paths])
+    recall.add(rows, state.queries)
+    report["train_candidate_recall"] = recall.result()
+    return rows
+
+
+def _with_transfer(train: pl.DataFrame, dataset: AmazonM2, config: RecommendConfig, text, work: Path, report: dict, log) -> pl.DataFrame:
+    """`train` plus the training rows of the validation sessions of `reranker.transfer_from`
+    tasks (e.g. UK/DE/JP for task 2): the reranker learns from the large locales too. Their
+    queries are offset past the task's own and their fold is -1, so every fold learns from
+    them; sources they lack (grounded titles) count as not proposing the item."""
+    parts = [train]
+    for task in config.reranker.transfer_from:
+        if task == config.task or task not in (1, 2):
+            raise ValueError(f"reranker.transfer_from: {task} is not the other ranking task of task {config.task}")
+        split = load_task_split(dataset, task, dataclasses.replace(config.split, name="valid", limit=config.reranker.max_train_sessions))
+        state = prepare_split(split, dataclasses.replace(config, task=task), None, text, log)
+        rows = _training_rows(state, config, work / f"transfer-{task}", report.setdefault("transfer", {}).setdefault(f"task{task}", {}), log)
+        offset = (task + 1) * 10**8
+        parts.append(rows.with_columns((pl.col("query").cast(pl.UInt64) + offset).alias("query"), pl.lit(-1, dtype=pl.Int8).alias("fold")))
+    if len(parts) == 1:
+        return train
+    ranks = [c for c in train.columns if c.startswith("r_")]
+    merged = pl.concat([p.with_columns(pl.col("query").cast(pl.UInt64)) for p in parts], how="diagonal_relaxed")
+    return merged.with_columns(
+        *[pl.col(c).fill_null(MISSING_RANK) for c in ranks], *[pl.col("s_" + c[2:]).fill_null(0.0) for c in ranks]
+    ).select(train.columns).sort("query", "item")
+
+
+def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, report: dict, log, extend: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+    """Validation sessions ranked fold by fold, each by a model trained on the other folds."""
+    folds = config.reranker.folds
+    if folds < 2:
+        raise ValueError("reranker.folds must be at least 2 on the validation split (a model never ranks the sessions it learned from)")
+    fold_of = state.queries.select("query", (pl.col("session_id").hash(config.reranker.seed) % folds).cast(pl.Int8).alias("fold"))
+    paths = _chunks(state, config, folder, "candidates and features", lambda chunk: state.features(chunk).join(fold_of, on="query"))
+    recall = _Recall(state.sources.names)
+    train = []
+    for k, path in enumerate(paths):
+        frame = pl.read_parquet(path)
+        recall.add(frame, state.queries.slice(k * config.chunk_size, config.chunk_size))
+        train.append(training_rows(frame, config.reranker))
+    report["candidate_recall"] = recall.result()
+    train = extend(pl.concat(train))
+    models, report["reranker"] = [], []
+    for fold in range(folds):
+        log(f"training the reranker for fold {fold + 1} of {folds}")
+        model = LightGBMRanker(config.reranker).fit(train.filter(pl.col("fold") != fold))
+        models.append(model)
+        report["reranker"].append(model.report)
+    lists = []
+    for path, k in zip(paths, track(range(len(paths)), "ranking", total=len(paths))):
+        frame = pl.read_parquet(path)
+        scores = np.zeros(frame.height)
+        for fold, model in enumerate(models):
+            rows = (frame["fold"] == fold).to_numpy()
+            if rows.any():
+                scores[rows] = model.score(frame.filter(pl.Series(rows)))
+        lists.append(_top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), k, config))
+    return pl.concat(lists)
+
+
+def _ranked(state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path, report: dict, log) -> pl.DataFrame:
+    """Every chunk ranked by `model` (or fused without one); ranked lists are the saved chunks."""
+    recall = _Recall(state.sources.names)
+    labelled = state.queries["target"].null_count() < state.queries.height
+
+    def compute(chunk: pl.DataFrame) -> pl.DataFrame:
+        frame = state.features(chunk)
+        if labelled:
+            recall.add(frame, chunk)
+        scores = model.score(frame) if model is not None else fusion_scores(frame, config.reranker)
+        k = int(chunk["query"][0]) // config.chunk_size
+        return _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), k, config).with_columns(
+            pl.lit(k).alias("chunk")
+        )
+
+    paths = _chunks(state, config, folder, "candidates, features, ranking", compute)
+    if labelled:
+        report["candidate_recall"] = recall.result()
+    return pl.concat([pl.read_parquet(p) for p in paths]).drop("chunk")
+
+
+def _top_k(state: SplitState, scored: pl.DataFrame, chunk: int, config: RecommendConfig) -> pl.DataFrame:
+    queries = state.queries.slice(chunk * config.chunk_size, config.chunk_size)
+    return finalize(queries, state.index, scored, state.popular, config.k)
+
+
+class _Recall:
+    """How often each source, all of them, and all but the grounded titles hold the true item;
+    per source also within its first K candidates (recall@K curves for reports)."""
+
+    CUTOFFS = (1, 5, 10, 20, 50)
+
+    def __init__(self, sources: list[str]):
+        self.sources = sources
+        self.hits = {name: 0 for name in [*sources, "all", "all_but_grounded"]}
+        self.at = {name: {k: 0 for k in self.CUTOFFS} for name in sources}
+        self.sessions = 0
+
+    def add(self, frame: pl.DataFrame, queries: pl.DataFrame) -> None:
+        self.sessions += queries["target"].is_not_null().sum()
+        positives = frame.filter(pl.col("label") == 1)
+        for name in self.sources:
+            ranks = positives[f"r_{name}"]
+            self.hits[name] += int((ranks < MISSING_RANK).sum())
+            for k in self.CUTOFFS:
+                self.at[name][k] += int((ranks < k).sum())
+        self.hits["all"] += positives.height
+        others = [pl.col(f"r_{n}") < MISSING_RANK for n in self.sources if n != "grounded"]
+        self.hits["all_but_grounded"] += positives.filter(pl.any_horizontal(others)).height if others else 0
+
+    def result(self) -> dict:
+        share = lambda hits: round(hits / max(1, self.sessions), 4)  # noqa: E731
+        return {name: share(hits) for name, hits in self.hits.items()} | {
+            "sessions": int(self.sessions),
+            "at_k": {name: {str(k): share(h) for k, h in cutoffs.items()} for name, cutoffs in self.at.items()},
+        }

@@ -1,0 +1,252 @@
+"""Generation on a tiny Llama trained in seconds to write "<title>\\n<more>": vLLM and HF agree
+token for token, titles stop at the newline, candidates come sorted, an adapter changes the
+output, shards resume, and bad models or adapters fail with one line."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from contextlib import contextmanager
+
+import datasets
+import polars as pl
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from llmrec.generate import GenerateConfig, generate_titles, make_generator
+from llmrec.generate.hf import HFGenerator
+from tests.helpers import tiny_tokenizer
+
+WORDS = ["red", "blue", "green", "shoe", "lamp", "cable", "mug", "case", "Schuh", "Lampe", "tasse", "funda", "étui", "ケース"]
+SEED = random.Random(0)
+SESSIONS = [SEED.sample(WORDS, 3) for _ in range(24)]
+PROMPTS = [f"Items:\n{a}\n{b}\n{c}\nNext:" for a, b, c in SESSIONS]
+COMPLETIONS = [f" {c} {a} {b}\nBrand: {a}" for a, b, c in SESSIONS]  # a title, then more text after a newline
+GREEDY = GenerateConfig(backend="hf", dtype="float32", max_new_tokens=16, batch_size=4)
+
+
+def llama(tokenizer, hidden: int = 128) -> LlamaForCausalLM:
+    """Random Llama with head_dim 64 (vLLM's CPU attention refuses 16)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, head_dim=64, max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def lora(model, std: float) -> PeftModel:
+    """r=8 LoRA on q_proj, v_proj with random (non-zero) B: it changes the output."""
+    adapted = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, weight in adapted.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, std)
+    return adapted
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Folders of a tiny Llama trained for a few seconds on the prompts (so its next-token
+    distributions are peaked, not near ties), a LoRA adapter on it and one on another model."""
+    root = tmp_path_factory.mktemp("generate")
+    tokenizer = tiny_tokenizer(PROMPTS + COMPLETIONS, vocab_size=300)
+    torch.manual_seed(0)
+    model = llama(tokenizer)
+    texts = [p + c + tokenizer.eos_token for p, c in zip(PROMPTS, COMPLETIONS)]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(120):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert loss.item() < 0.5
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    torch.manual_seed(1)
+    lora(model, 0.1).save_pretrained(root / "adapter")
+    lora(llama(tokenizer, hidden=256), 0.05).save_pretrained(root / "foreign-adapter")
+    return {name: str(root / name) for name in ("model", "adapter", "foreign-adapter")}
+
+
+@pytest.fixture(scope="module")
+def hf(tiny):
+    return {"base": make_generator(GREEDY, tiny["model"]), "adapter": make_generator(GREEDY, tiny["model"], tiny["adapter"])}
+
+
+@pytest.fixture(scope="module")
+def vllm_merged(tiny, tmp_path_factory, monkeypatch_module):
+    """The adapter folded into a copy of the model (vLLM's default on CPU), built in a temporary cache."""
+    monkeypatch_module.setenv("LLMREC_CACHE", str(tmp_path_factory.mktemp("cache")))
+    generator = make_generator(dataclasses.replace(GREEDY, backend="vllm", vllm_eager=True), tiny["model"], tiny["adapter"])
+    yield generator
+    generator.close()
+
+
+@pytest.fixture(scope="module")
+def vllm_adapter(tiny):
+    """The adapter served as a LoRARequest; with `lora` set to None the same engine is the base model."""
+    generator = make_generator(dataclasses.replace(GREEDY, backend="vllm", vllm_lora="request"), tiny["model"], tiny["adapter"])
+    yield generator
+    generator.close()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@contextmanager
+def decoding(generator, **settings):
+    """The same loaded generator with other decoding settings (read at each call), restored after."""
+    saved = generator.config
+    generator.config = dataclasses.replace(saved, **settings)
+    try:
+        yield generator
+    finally:
+        generator.config = saved
+
+
+def titles(candidates) -> list[str]:
+    return [c[0][0] for c in candidates]
+
+
+def test_greedy_titles_stop_at_the_newline(hf):
+    generator = hf["base"]
+    before = generator.generated_tokens
+    out = generator.generate(PROMPTS)
+    expected = [c.split("\n")[0].strip() for c in COMPLETIONS]
+    assert sum(t == e for t, e in zip(titles(out), expected)) >= 20  # learned; and never past the newline
+    assert all("\n" not in t and "Brand" not in t for t in titles(out))
+    assert generator.generated_tokens - before < 16 * len(PROMPTS)  # stopped before max_new_tokens
+    assert all(len(c) == 1 and c[0][1] < 0 for c in out)
+
+
+def test_the_adapter_changes_greedy_output(hf):
+    assert titles(hf["base"].generate(PROMPTS)) != titles(hf["adapter"].generate(PROMPTS))
+
+
+def test_vllm_and_hf_write_the_same_greedy_titles(hf, vllm_merged, vllm_adapter):
+    base_engine = copy.copy(vllm_adapter)  # the same engine without the LoRARequest: the base model
+    base_engine.lora = None
+    for name, engine, reference in (("base", base_engine, hf["base"]), ("LoRARequest", vllm_adapter, hf["adapter"]), ("merged", vllm_merged, hf["adapter"])):
+        expected = reference.generate(PROMPTS[:8])
+        out = engine.generate(PROMPTS[:8])
+        assert titles(out) == titles(expected), name
+        assert [c[0][1] for c in out] == pytest.approx([c[0][1] for c in expected], abs=1e-3), name
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_beam_and_sampling_give_sorted_candidates(backend, hf, vllm_adapter):
+    generator = hf["adapter"] if backend == "hf" else vllm_adapter
+    greedy = generator.generate(PROMPTS[:6])
+    for settings in (dict(decoding="beam", num_beams=4, num_candidates=3), dict(decoding="sample", num_candidates=4, temperature=1.0)):
+        with decoding(generator, **settings):
+            out = generator.generate(PROMPTS[:6])
+        for candidates in out:
+            scores = [score for _, score in candidates]
+            assert len(candidates) == settings["num_candidates"] and scores == sorted(scores, reverse=True)
+            assert all(score < 0 and "\n" not in title for title, score in candidates)
+        if settings["decoding"] == "beam":
+            assert all(beams[0][1] >= best[0][1] - 1e-4 for beams, best in zip(out, greedy))  # beam finds at least greedy's score
+
+
+def test_vllm_and_hf_beam_search_agree(hf, vllm_adapter):
+    settings = dict(decoding="beam", num_beams=4, num_candidates=4)
+    with decoding(hf["adapter"], **settings) as reference, decoding(vllm_adapter, **settings) as engine:
+        pairs = zip(engine.generate(PROMPTS[:6]), reference.generate(PROMPTS[:6]))
+    for ours, theirs in pairs:
+        assert [t for t, _ in ours] == [t for t, _ in theirs]
+        assert [s for _, s in ours] == pytest.approx([s for _, s in theirs], abs=1e-3)
+
+
+def test_from_model_wraps_an_unmerged_peft_model_without_changing_it(tiny, hf):
+    base = AutoModelForCausalLM.from_pretrained(tiny["model"], dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, tiny["adapter"]).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    generator = HFGenerator.from_model(model, AutoTokenizer.from_pretrained(tiny["model"]), GREEDY)
+    assert titles(generator.generate(PROMPTS[:8])) == titles(hf["adapter"].generate(PROMPTS[:8]))
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)  # not merged
+
+
+class Counting:
+    """A stand-in generator that records the prompts of every call and can fail on one."""
+
+    def __init__(self, fail_on: int | None = None):
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+        self.generated_tokens = 0
+
+    def generate(self, prompts):
+        if len(self.calls) == self.fail_on:
+            raise KeyboardInterrupt
+        self.calls.append(prompts)
+        self.generated_tokens += 2 * len(prompts)
+        return [[(p.split("\n")[1], -1.0), (p.split("\n")[2], -2.0)] for p in prompts]
+
+
+def prompt_rows(n: int) -> datasets.Dataset:
+    locales = ["UK", "DE", "JP"]
+    return datasets.Dataset.from_dict({"session_id": list(range(n)), "locale": [locales[i % 3] for i in range(n)], "prompt": PROMPTS[:n]})
+
+
+def test_shards_resume_after_an_interruption(tmp_path):
+    config = GenerateConfig(shard_size=4, decoding="sample", num_candidates=2)
+    rows, out = prompt_rows(10), tmp_path / "titles.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        generate_titles(Counting(fail_on=2), rows, out, config, log=lambda _: None)
+    shards = tmp_path / "titles.parquet.shards"
+    assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.parquet", "shard-00001.parquet"] and not out.exists()
+    (shards / "shard-00000.parquet").unlink()
+    resumed = Counting()
+    frame, throughput = generate_titles(resumed, rows, out, config, log=lambda _: None)
+    assert resumed.calls == [PROMPTS[0:4], PROMPTS[8:10]]  # only the missing shards
+    assert not shards.exists() and pl.read_parquet(out).equals(frame)
+    assert frame.columns == ["session_id", "locale", "next_item_title", "candidates"] and frame.height == 10
+    assert frame["session_id"].to_list() == list(range(10))
+    assert frame["locale"].to_list() == rows["locale"] and frame["next_item_title"].to_list() == [s[0] for s in SESSIONS[:10]]
+    assert frame["candidates"][3].to_list() == [{"title": SESSIONS[3][0], "score": -1.0}, {"title": SESSIONS[3][1], "score": -2.0}]
+    assert throughput["prompts"] == 6 and throughput["generated_tokens"] == 12 and throughput["tokens_per_s"] > 0
+
+
+def test_shards_of_other_settings_are_not_reused(tmp_path):
+    rows, out = prompt_rows(10), tmp_path / "titles.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        generate_titles(Counting(fail_on=1), rows, out, GenerateConfig(shard_size=4), log=lambda _: None)
+    with pytest.raises(ValueError, match="max_new_tokens differs"):
+        generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, max_new_tokens=8), log=lambda _: None)
+    generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, batch_size=2), log=lambda _: None)  # speed settings may change
+
+
+@pytest.mark.parametrize("backend", ["hf", "vllm"])
+def test_bad_models_and_adapters_fail_with_one_line(tiny, tmp_path, backend):
+    config = dataclasses.replace(GREEDY, backend=backend)
+    with pytest.raises(FileNotFoundError, match=f"model {tmp_path / 'nope'} not found"):
+        make_generator(config, str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match=f"adapter {tiny['foreign-adapter']} does not match base model {tiny['model']}: .*q_proj") as error:
+        make_generator(config, tiny["model"], tiny["foreign-adapter"])
+    assert "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="not a PEFT adapter folder"):
+        make_generator(config, tiny["model"], tiny["model"])
+
+
+def test_hf_wraps_peft_load_errors(tiny):
+    with pytest.raises(ValueError, match="does not match base model .*: size mismatch") as error:
+        HFGenerator(GREEDY, tiny["model"], tiny["foreign-adapter"])  # past make_generator's check: PEFT's own error
+    assert "\n" not in str(error.value)
+
+
+def test_config_rejects_impossible_settings():
+    with pytest.raises(ValueError, match="greedy gives one candidate"):
+        GenerateConfig(num_candidates=2)
+    with pytest.raises(ValueError, match="exceeds generate.num_beams"):
+        GenerateConfig(decoding="beam", num_beams=2, num_candidates=3)
+    with pytest.raises(ValueError, match="dtype"):
+        GenerateConfig(dtype="int8")
