@@ -80,7 +80,10 @@ class VLLMGenerator:
         self.stop_set = set(self.stops)
         # On CPU the KV cache is sized explicitly: what VLLM_CPU_KVCACHE_SPACE sets, but in bytes, not whole GiB.
         memory = {"kv_cache_memory_bytes": int(config.vllm_kv_cache_gb * 2**30)} if current_platform.is_cpu() else {}
-        if current_platform.is_cpu():
+        # vLLM-cpu 0.32 kills the engine ("CPU Generator does not use offset") when a request with its
+        # own seed is prefilled in chunks; on CPU sampling is seeded once, by the engine's seed.
+        self.on_cpu = current_platform.is_cpu()
+        if self.on_cpu:
             use_every_core()
         self.llm = LLM(
             model=model, dtype=resolve_dtype(config.dtype), seed=config.seed, max_model_len=self.max_model_len,
@@ -109,7 +112,7 @@ class VLLMGenerator:
         sample = config.decoding == "sample"
         params = SamplingParams(
             n=config.num_candidates, temperature=config.temperature if sample else 0.0, top_p=config.top_p if sample else 1.0,
-            seed=config.seed if sample else None, max_tokens=config.max_new_tokens, stop_token_ids=self.stops,
+            seed=config.seed if sample and not self.on_cpu else None, max_tokens=config.max_new_tokens, stop_token_ids=self.stops,
             logprobs=0, detokenize=False,  # logprobs=0: the cumulative log-probability of the picked tokens
         )
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids], params, lora_request=self.lora, use_tqdm=False)
