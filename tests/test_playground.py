@@ -33,17 +33,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 QUIET = {"log": lambda _: None}
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def catalog(tiny_data) -> pl.DataFrame:
-    return AmazonM2(tiny_data).products()
-
-
 @pytest.fixture(scope="module")
 def models(catalog, tmp_path_factory) -> dict[str, str]:
     """A random Llama whose output rows for stop tokens (EOS, newlines) are zero, so its greedy

@@ -219,14 +219,30 @@ def test_cli_recommend_then_evaluate(tiny_data, tmp_path, capsys):
 
 
 def test_task2_reranker_learns_from_the_large_locales_too(tiny_data, tmp_path):
-    _, alone = recommend(config(tiny_data, "task=2"), tmp_path / "alone.parquet", log=lambda _: None)
+    _, alone = recommend(config(tiny_data, "task=2", "reranker.transfer_from=[]"), tmp_path / "alone.parquet", log=lambda _: None)
     lists, transfer = recommend(config(tiny_data, "task=2", "reranker.transfer_from=[1]"), tmp_path / "transfer.parquet", log=lambda _: None)
     check_lists(lists, load_task_split(AmazonM2(tiny_data), 2, SplitConfig()))
-    assert transfer["transfer"]["task1"]["train_candidate_recall"]["sessions"] > 0
+    assert transfer["extra_training"]["transfer-1"]["train_candidate_recall"]["sessions"] > 0
     learned = lambda report: sum(r["train_sessions"] + r["early_stopping_sessions"] for r in report["reranker"])  # noqa: E731
     assert learned(transfer) > 2 * learned(alone)
-    with pytest.raises(ValueError, match="transfer_from: 2 is not the other ranking task"):
-        recommend(config(tiny_data, "task=2", "reranker.transfer_from=[2]"), tmp_path / "x.parquet", log=lambda _: None)
+    _, itself = recommend(config(tiny_data, "task=1", "reranker.transfer_from=[1]"), tmp_path / "itself.parquet", log=lambda _: None)
+    assert "extra_training" not in itself
+    with pytest.raises(ValueError, match="transfer_from: 3 is not a ranking task"):
+        recommend(config(tiny_data, "task=2", "reranker.transfer_from=[3]"), tmp_path / "x.parquet", log=lambda _: None)
+
+
+def test_a_quick_run_scores_the_first_sessions_and_learns_from_the_rest(tiny_data, tmp_path):
+    """split.limit picks the sessions scored; the reranker still learns from the held-out
+    sessions after them (up to max_train_sessions), which are never scored."""
+    everything = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
+    limit = everything.sessions.height // 4
+    lists, report = recommend(config(tiny_data, f"split.limit={limit}"), tmp_path / "quick.parquet", log=lambda _: None)
+    check_lists(lists, load_task_split(AmazonM2(tiny_data), 1, SplitConfig(limit=limit)))
+    assert report["extra_training"]["rest"]["train_candidate_recall"]["sessions"] == everything.targets[limit:].len()
+    rest = load_task_split(AmazonM2(tiny_data), 1, SplitConfig(offset=limit, limit=5))
+    assert rest.sessions.equals(everything.sessions.slice(limit, 5)) and rest.targets.equals(everything.targets.slice(limit, 5))
+    _, capped = recommend(config(tiny_data, f"split.limit={limit}", f"reranker.max_train_sessions={limit}"), tmp_path / "capped.parquet", log=lambda _: None)
+    assert "extra_training" not in capped
 
 
 def test_real_text_signals_ground_titles_through_the_cli(tiny_data, tmp_path, capsys):

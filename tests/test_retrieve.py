@@ -15,7 +15,6 @@ import pytest
 
 from tests.helpers import tiny_sentence_encoder
 from llmrec.config import ConfigError, load_config
-from llmrec.data.dataset import AmazonM2
 from llmrec.retrieve import (
     CatalogIndex, Encoder, EncoderConfig, GroundConfig, IndexConfig, RetrieveConfig, VectorIndex, candidate_titles,
     embed_catalog, ground_titles, product_texts,
@@ -23,17 +22,6 @@ from llmrec.retrieve import (
 from llmrec.retrieve.index import index_cache_name
 
 QUIET = {"log": lambda _: None}
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def catalog(tiny_data) -> pl.DataFrame:
-    return AmazonM2(tiny_data).products()
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ class SplitConfig:
     valid_fraction: float = 0.1
     seed: int = 0
     limit: int = 0  # predict only the first N sessions of the split (0: all): quick runs of slow methods
+    offset: int = 0  # skip the first N sessions of the split (with `limit`: a window of it)
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,9 @@ def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit
                 )
             targets = truth["next_item_title" if task == 3 else "next_item"]
         unlabelled = released_tests
-    if config.limit:
-        sessions, targets = sessions.head(config.limit), (targets.head(config.limit) if targets is not None else None)
+    if config.limit or config.offset:
+        window = lambda frame: frame.slice(config.offset, config.limit or None)  # noqa: E731
+        sessions, targets = window(sessions), (window(targets) if targets is not None else None)
     return TaskSplit(
         task=task,
         split=split,

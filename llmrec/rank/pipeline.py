@@ -135,13 +135,13 @@ def recommend(config: RecommendConfig, out: str | Path, titles: pl.DataFrame | N
             raise ValueError("--split test with --titles needs --valid-titles too: the reranker learns from the validation sessions' grounded titles")
         state = prepare_split(valid_split, config, valid_titles, text, log)
         train = _training_rows(state, config, work / "train", report, log)
-        model = LightGBMRanker(config.reranker).fit(_with_transfer(train, dataset, config, text, work, report, log))
+        model = LightGBMRanker(config.reranker).fit(_extra_training(train, dataset, config, text, work, report, log))
         report["reranker"] = model.report
         del state, train
     report["seconds_training"] = round(time.perf_counter() - started, 1)
     state = prepare_split(target_split, config, titles, text, log)
     if config.reranker.kind == "lightgbm" and config.split.name == "valid":
-        lists = _cross_fitted(state, config, work / "valid", report, log, lambda train: _with_transfer(train, dataset, config, text, work, report, log))
+        lists = _cross_fitted(state, config, work / "valid", report, log, lambda train: _extra_training(train, dataset, config, text, work, report, log))
     else:
         lists = _ranked(state, config, model, work / "test", report, log)
     io.write_parquet(lists, out)
@@ -209,27 +209,35 @@ def _training_rows(state: SplitState, config: RecommendConfig, folder: Path, rep
     return rows
 
 
-def _with_transfer(train: pl.DataFrame, dataset: AmazonM2, config: RecommendConfig, text, work: Path, report: dict, log) -> pl.DataFrame:
-    """`train` plus the training rows of the validation sessions of `reranker.transfer_from`
-    tasks (e.g. UK/DE/JP for task 2): the reranker learns from the large locales too. Their
-    queries are offset past the task's own and their fold is -1, so every fold learns from
-    them; sources they lack (grounded titles) count as not proposing the item."""
-    parts = [train]
+def _extra_training(train: pl.DataFrame, dataset: AmazonM2, config: RecommendConfig, text, work: Path, report: dict, log) -> pl.DataFrame:
+    """`train` plus training rows of other labelled sessions, in fold -1 so every fold learns
+    from them: the held-out sessions past `split.limit` when only the first ones are scored
+    (a 500-session quick run still learns from thousands), and the validation sessions of
+    `reranker.transfer_from` tasks (e.g. UK/DE/JP for task 2). Their queries are offset past
+    the task's own. Sources they lack (grounded titles: generated only for the scored sessions)
+    stay null, which LightGBM treats as unknown rather than as "not proposed"."""
+    budget = config.reranker.max_train_sessions
+    extra = []
+    if config.split.name == "valid" and config.split.limit and budget > config.split.limit:
+        extra.append((config.task, dataclasses.replace(config.split, offset=config.split.offset + config.split.limit, limit=budget - config.split.limit), "rest"))
     for task in config.reranker.transfer_from:
-        if task == config.task or task not in (1, 2):
-            raise ValueError(f"reranker.transfer_from: {task} is not the other ranking task of task {config.task}")
-        split = load_task_split(dataset, task, dataclasses.replace(config.split, name="valid", limit=config.reranker.max_train_sessions))
+        if task not in (1, 2):
+            raise ValueError(f"reranker.transfer_from: {task} is not a ranking task (1 or 2)")
+        if task == config.task:
+            continue
+        extra.append((task, dataclasses.replace(config.split, name="valid", offset=0, limit=budget), f"transfer-{task}"))
+    parts = [train]
+    for number, (task, split_config, name) in enumerate(extra, start=1):
+        split = load_task_split(dataset, task, split_config)
+        if not split.sessions.height:
+            continue
         state = prepare_split(split, dataclasses.replace(config, task=task), None, text, log)
-        rows = _training_rows(state, config, work / f"transfer-{task}", report.setdefault("transfer", {}).setdefault(f"task{task}", {}), log)
-        offset = (task + 1) * 10**8
-        parts.append(rows.with_columns((pl.col("query").cast(pl.UInt64) + offset).alias("query"), pl.lit(-1, dtype=pl.Int8).alias("fold")))
+        rows = _training_rows(state, config, work / name, report.setdefault("extra_training", {}).setdefault(name, {}), log)
+        parts.append(rows.with_columns((pl.col("query").cast(pl.UInt64) + number * 10**8).alias("query"), pl.lit(-1, dtype=pl.Int8).alias("fold")))
     if len(parts) == 1:
         return train
-    ranks = [c for c in train.columns if c.startswith("r_")]
     merged = pl.concat([p.with_columns(pl.col("query").cast(pl.UInt64)) for p in parts], how="diagonal_relaxed")
-    return merged.with_columns(
-        *[pl.col(c).fill_null(MISSING_RANK) for c in ranks], *[pl.col("s_" + c[2:]).fill_null(0.0) for c in ranks]
-    ).select(train.columns).sort("query", "item")
+    return merged.select(train.columns).sort("query", "item")
 
 
 def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, report: dict, log, extend: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:

@@ -37,7 +37,7 @@ class RerankerConfig:
     num_leaves: int = 63
     min_child_samples: int = 50
     feature_fraction: float = 0.8
-    transfer_from: list[int] = field(default_factory=list)  # task 2: [1] also learns from the UK/DE/JP validation sessions
+    transfer_from: list[int] = field(default_factory=lambda: [1])  # also learn from these tasks' validation sessions: [1] teaches task 2 with UK/DE/JP (ignored for task 1 itself)
     threads: int = 0  # 0: all cores
     seed: int = 0
     fusion_weights: dict = field(default_factory=_default_fusion)  # source -> weight (fusion)
