@@ -51,17 +51,17 @@ def main() -> None:
 
         for name in RANKING_BASELINES:
             score(name, run_baseline(name, task_split, BaselineConfig()))
-        variants = [("rerank (ids, session signals, text)", None, None)]
+        variants = [("rerank (ids, session signals, text)", None, None, "rerank")]
         if task in titles:
-            variants.append(("rerank + grounded LLM titles", None, titles[task]))
+            variants.append(("rerank + grounded LLM titles", None, titles[task], "rerank-llm"))
         if task == 2:  # the paper's Table 4: ES/FR/IT alone against pretraining on UK/DE/JP too (the default)
-            variants = [(f"{name}, {label}", transfer, generated) for name, _, generated in variants
-                        for label, transfer in (("ES/FR/IT only", []), ("transfer from UK/DE/JP", [1]))]
-        for method, change, generated in variants:
+            variants = [(f"{name}, {label}", transfer, generated, stem + suffix) for name, _, generated, stem in variants
+                        for label, transfer, suffix in (("ES/FR/IT only", [], ""), ("transfer from UK/DE/JP", [1], "-transfer"))]
+        for method, transfer, generated, stem in variants:
             settings = dataclasses.replace(config, task=task, split=split)
-            if change is not None:
-                settings = dataclasses.replace(settings, reranker=dataclasses.replace(settings.reranker, transfer_from=change))
-            path = args.out / f"task{task}" / (method.split(",")[0].replace(" ", "-").replace("(", "").replace(")", "") + ("-transfer" if change else "") + ".parquet")
+            if transfer is not None:
+                settings = dataclasses.replace(settings, reranker=dataclasses.replace(settings.reranker, transfer_from=transfer))
+            path = args.out / f"task{task}" / f"{stem}.parquet"
             lists, report = recommend(settings, path, generated, None, text)
             io.write_json(report, path.with_suffix(".report.json"))
             score(method, lists)
@@ -82,23 +82,11 @@ def main() -> None:
 def generate_titles(args, dataset, split) -> dict[int, pl.DataFrame]:
     """Greedy titles of the adapter for the validation sessions of tasks 1 and 2 (resumable)."""
     from llmrec.config import load_config
-    from llmrec.generate import generate_titles as write_titles, make_generator
-    from llmrec.models.prepare import load_tokenizer, resolve_model
-    from llmrec.prompts import split_prompts
+    from llmrec.generate import titles_for_tasks
     from llmrec.train.config import Task3Config
 
     task3 = load_config(Task3Config, Path(args.adapter).parent / "config.yaml", [f"model={args.model}"])
-    generator = make_generator(task3.generate, resolve_model(task3.model), args.adapter)
-    tokenizer = load_tokenizer(task3.model)
-    titles = {}
-    try:
-        for task in (1, 2):
-            prompts = split_prompts(dataset, task, split, task3.prompt, tokenizer)
-            titles[task], _ = write_titles(generator, prompts, args.out / f"titles-task{task}.parquet", task3.generate)
-    finally:
-        if hasattr(generator, "close"):
-            generator.close()
-    return titles
+    return titles_for_tasks(dataset, (1, 2), split, task3.prompt, task3.model, args.adapter, task3.generate, args.out / "titles")
 
 
 if __name__ == "__main__":

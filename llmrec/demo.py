@@ -87,9 +87,8 @@ def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
 def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console: Console) -> dict[int, pl.DataFrame]:
     """Finetune (or reuse) the LoRA adapter, then generate titles for the sessions of tasks 3, 1
     and 2 with one engine; task 3's are scored as a submission."""
-    from llmrec.generate import generate_titles, make_generator
+    from llmrec.generate import titles_for_tasks
     from llmrec.models.prepare import load_tokenizer, resolve_model
-    from llmrec.prompts import split_prompts
     from llmrec.train.data import training_prompts
     from llmrec.train.finetune import finetune, latest_checkpoint
 
@@ -97,22 +96,13 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
     task3 = dataclasses.replace(config.task3, data=str(config.data_dir), split=config.split,
                                 train=dataclasses.replace(config.task3.train, out=str(out / "task3")))
     adapter = Path(task3.train.out) / "adapter"
-    tokenizer = load_tokenizer(task3.model)
     if not adapter.exists():
-        train, valid = training_prompts(task3, tokenizer)
+        train, valid = training_prompts(task3, load_tokenizer(task3.model))
         console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps on {len(train):,} sessions")
         finetune(task3, resolve_model(task3.model), train, valid, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
-    generator = make_generator(task3.generate, resolve_model(task3.model), str(adapter))
-    titles = {}
-    try:
-        for task in (3, 1, 2):
-            prompts = split_prompts(dataset, task, config.split, task3.prompt, tokenizer)
-            path = out / "titles" / f"task{task}.parquet"
-            titles[task], throughput = generate_titles(generator, prompts, path, task3.generate, log=console.print)
-            save_config(task3, path.with_name(f"task{task}.config.yaml"))
-    finally:
-        if hasattr(generator, "close"):
-            generator.close()
+    titles = titles_for_tasks(dataset, (3, 1, 2), config.split, task3.prompt, task3.model, str(adapter), task3.generate, out / "titles", log=console.print)
+    for task in titles:
+        save_config(task3, out / "titles" / f"task{task}.config.yaml")
     results.add(3, f"LoRA {task3.model}", titles[3].select("locale", "next_item_title"))
     return titles
 

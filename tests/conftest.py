@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any test module imports transformers: no model hub, ever
+
 import polars as pl
 import pytest
 

@@ -250,3 +250,22 @@ def test_config_rejects_impossible_settings():
         GenerateConfig(decoding="beam", num_beams=2, num_candidates=3)
     with pytest.raises(ValueError, match="dtype"):
         GenerateConfig(dtype="int8")
+
+
+def test_one_engine_writes_titles_for_several_tasks(tiny, tiny_data, tmp_path):
+    """`titles_for_tasks` (the demo's and eval's seam): one file per task, rows in the order of
+    that task's split sessions, each the greedy title of the adapter."""
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.generate import titles_for_tasks
+    from llmrec.prompts import PromptConfig
+
+    dataset, split = AmazonM2(tiny_data), SplitConfig(limit=6)
+    titles = titles_for_tasks(dataset, (3, 2), split, PromptConfig(), tiny["model"], tiny["adapter"], GREEDY, tmp_path, log=lambda _: None)
+    assert sorted(titles) == [2, 3]
+    for task, frame in titles.items():
+        sessions = load_task_split(dataset, task, split).sessions
+        assert frame.equals(pl.read_parquet(tmp_path / f"task{task}.parquet"))
+        assert frame["session_id"].cast(pl.Int64).to_list() == sessions["session_id"].cast(pl.Int64).to_list()
+        assert frame["locale"].cast(pl.String).to_list() == sessions["locale"].cast(pl.String).to_list()
+        assert (frame["candidates"].list.len() == 1).all()

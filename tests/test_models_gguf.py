@@ -13,7 +13,6 @@ import os
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")

@@ -12,7 +12,6 @@ import shutil
 import socket
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never ask the hub
 
 import polars as pl
 import pytest

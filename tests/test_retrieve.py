@@ -5,9 +5,7 @@ tokenizer trained on the catalog's titles); the slow test uses the prepared mult
 from __future__ import annotations
 
 import math
-import os
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never ask the hub
 
 import numpy as np
 import polars as pl

@@ -2,6 +2,6 @@
 submission in resumable shards."""
 
 from llmrec.generate.base import Candidate, GenerateConfig, Generator, make_generator
-from llmrec.generate.run import generate_titles
+from llmrec.generate.run import generate_titles, titles_for_tasks
 
-__all__ = ["Candidate", "GenerateConfig", "Generator", "generate_titles", "make_generator"]
+__all__ = ["Candidate", "GenerateConfig", "Generator", "generate_titles", "make_generator", "titles_for_tasks"]

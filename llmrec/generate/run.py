@@ -6,7 +6,7 @@ import hashlib
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import polars as pl
 
@@ -17,6 +17,10 @@ from llmrec.progress import track
 
 if TYPE_CHECKING:
     import datasets
+
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig
+    from llmrec.prompts import PromptConfig
 
 CANDIDATES = pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
 RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora")  # change speed or memory, not the titles
@@ -73,6 +77,29 @@ def generate_titles(
     io.write_parquet(titles, out)
     shutil.rmtree(folder, ignore_errors=True)
     return titles, throughput
+
+
+def titles_for_tasks(
+    dataset: AmazonM2, tasks: Iterable[int], split: SplitConfig, prompt: PromptConfig, model: str, adapter: str | None,
+    config: GenerateConfig, folder: Path, log: Callable[[str], None] = print,
+) -> dict[int, pl.DataFrame]:
+    """Titles for the sessions of several tasks from one engine (loaded once):
+    `folder/task{N}.parquet` each, resumable like `generate_titles`."""
+    from llmrec.generate.base import make_generator
+    from llmrec.models.prepare import load_tokenizer, resolve_model
+    from llmrec.prompts import split_prompts
+
+    tokenizer = load_tokenizer(model)
+    generator = make_generator(config, resolve_model(model), adapter)
+    titles = {}
+    try:
+        for task in tasks:
+            prompts = split_prompts(dataset, task, split, prompt, tokenizer)
+            titles[task], _ = generate_titles(generator, prompts, Path(folder) / f"task{task}.parquet", config, log=log)
+    finally:
+        if hasattr(generator, "close"):
+            generator.close()
+    return titles
 
 
 def _settings(config: GenerateConfig, rows: pl.DataFrame) -> dict:
