@@ -1,8 +1,9 @@
 """`make demo`: the built-in synthetic data end to end, every result beside the baselines.
 
 Data -> baselines (tasks 1-3) -> a short LoRA finetune of the default LLM -> titles generated
-for the sessions of all three tasks -> reranked 100-item lists with and without the grounded
-titles -> metrics. Every stage writes into the run folder and is skipped or resumed when its
+for the sessions of all three tasks -> task 3 titles chosen among co-visitation products' with
+the generated ones as evidence; reranked 100-item lists with and without the grounded titles
+-> metrics. Every stage writes into the run folder and is skipped or resumed when its
 output is already there, so an interrupted demo continues where it stopped.
 """
 
@@ -24,7 +25,7 @@ from llmrec.data.stats import dataset_stats
 from llmrec.data.synth import SynthConfig, generate
 from llmrec.evaluate import evaluate
 from llmrec.progress import console as progress_console
-from llmrec.rank import RecommendConfig, TextSignals, recommend
+from llmrec.rank import RecommendConfig, TextSignals, choose_titles, recommend
 from llmrec.train.config import Task3Config
 
 
@@ -69,7 +70,11 @@ def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
     for task, split in splits.items():
         for name in TITLE_BASELINES if task == 3 else RANKING_BASELINES:
             results.add(task, name, run_baseline(name, split, config.baseline))
+    choice = config.recommend.title_choice
+    results.add(3, "co-visitation titles", choose_titles(splits[3], None, choice, config.baseline))
     titles = llm_titles(config, dataset, results, console) if config.llm else {}
+    if 3 in titles:
+        results.add(3, "LoRA + co-visitation titles", choose_titles(splits[3], titles[3], choice, config.baseline))
     text = TextSignals.for_catalog(dataset.products(), config.recommend.text, log=console.print)
     for task in (1, 2):
         settings = dataclasses.replace(config.recommend, task=task, data=str(data_dir), split=config.split)

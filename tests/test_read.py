@@ -126,6 +126,14 @@ def test_data_check_prints_the_error_in_one_line_without_traceback(tmp_path, cap
     assert "sessions_train.csv, row 1, field 'locale': unknown locale 'XX'" in err
 
 
+def test_an_unknown_option_is_a_usage_error_without_traceback(capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["baseline", "last-title", "--task", "3", "--no-such-option", "1", "--out", "x.parquet"])
+    assert exit_code.value.code == 2
+    err = capsys.readouterr().err
+    assert "No such option: --no-such-option" in err and "Traceback" not in err
+
+
 def test_validation_split_is_seeded_disjoint_and_about_ten_percent():
     train = pl.DataFrame({"session_id": np.arange(10_000)})
     fit, held_out = train_valid_split(train, 0.1, seed=3)

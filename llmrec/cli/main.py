@@ -14,6 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+try:  # typer 0.2x vendors click: its usage errors and aborts are not click's own classes
+    from typer._click.exceptions import ClickException as VendoredClickException
+    from typer.exceptions import Abort as VendoredAbort
+except ImportError:
+    VendoredClickException, VendoredAbort = click.ClickException, click.exceptions.Abort
+
 from llmrec import io
 from llmrec.baselines import BaselineConfig, run_baseline
 from llmrec.cli.playground import playground
@@ -250,19 +256,21 @@ def _existing(config: Path | None, default: str = "configs/task3.yaml") -> Path 
 
 @app.command()
 def recommend(
-    task: int = typer.Option(..., "--task", min=1, max=2),
+    task: int = typer.Option(..., "--task", min=1, max=3, help="1, 2: ranked lists; 3: titles of ranked products."),
     data: Optional[Path] = typer.Option(None, "--data"),
     split: str = typer.Option("valid", "--split", help="valid (held-out train sessions, scored) or test."),
     phase: int = typer.Option(1, "--phase", min=1, max=2),
     titles: Optional[Path] = typer.Option(None, "--titles", help="Generated titles of the split's sessions (`llmrec generate --task N`)."),
     valid_titles: Optional[Path] = typer.Option(None, "--valid-titles", help="With --split test: titles of the validation sessions the reranker learns from."),
-    out_file: Path = typer.Option(..., "--out", help="Submission parquet: locale, next_item_prediction."),
+    out_file: Path = typer.Option(..., "--out", help="Submission parquet: locale, next_item_prediction (task 3: next_item_title)."),
     config: Optional[Path] = typer.Option(Path("configs/recommend.yaml"), "--config"),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. reranker.kind=fusion candidates.covisit_top=100"),
 ) -> None:
     """Rank 100 products per session: candidates (co-visitation, session-KNN, popularity, text
     neighbours, grounded LLM titles) reranked by LightGBM, in the competition's format.
+    Task 3: the title of one of the top co-visitation products, chosen by minimum Bayes risk
+    with the generated titles as evidence.
 
     Example: llmrec recommend --task 1 --data data/synth-small --split valid --titles runs/titles-t1.parquet --out runs/task1.parquet
     """
@@ -271,12 +279,32 @@ def recommend(
     cli = [f"task={task}", f"split.name={split}", f"split.phase={phase}"] + ([f"data={data}"] if data else []) + ([f"split.limit={limit}"] if limit else [])
     run = load_config(RecommendConfig, _existing(config, "configs/recommend.yaml"), [*(overrides or []), *cli])
     generated = read_titles(titles) if titles else None
+    if task == 3:
+        _recommend_titles(run, generated, out_file)
+        return
     generated_valid = read_titles(valid_titles) if valid_titles else None
     dataset = AmazonM2(Path(run.data))
     text = TextSignals.for_catalog(dataset.products(), run.text, log=lambda line: out.print(line, highlight=False))
     lists, report = rank_sessions(run, out_file, generated, generated_valid, text, log=lambda line: out.print(line, highlight=False))
     out.print(f"wrote {out_file} ({lists.height:,} sessions, {report['sessions_per_s']:,} sessions/s)")
     report["metrics"] = _score_if_labelled(run.task, lists, load_task_split(dataset, run.task, run.split), out_file)
+    _finish_run(out_file, run, report)
+
+
+def _recommend_titles(run, generated: pl.DataFrame | None, out_file: Path) -> None:
+    import time
+
+    from llmrec.rank import check_titles, choose_titles
+
+    task_split = load_task_split(AmazonM2(Path(run.data)), 3, run.split)
+    if generated is not None:
+        check_titles(generated, task_split, "--titles")
+    started = time.perf_counter()
+    titles = choose_titles(task_split, generated, run.title_choice, BaselineConfig(popularity=run.popularity))
+    io.write_parquet(titles, out_file)
+    seconds = time.perf_counter() - started
+    out.print(f"wrote {out_file} ({titles.height:,} sessions in {seconds:.1f} s)")
+    report = {"seconds": round(seconds, 2), "metrics": _score_if_labelled(3, titles, task_split, out_file)}
     _finish_run(out_file, run, report)
 
 
@@ -396,6 +424,10 @@ def _format(value) -> str:
     return str(value)
 
 
+USAGE_ERRORS = (click.ClickException, VendoredClickException)
+ABORTS = (click.exceptions.Abort, VendoredAbort)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one line (no traceback unless --debug) and exit 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -404,10 +436,10 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
     try:
         app(args=args, prog_name="llmrec", standalone_mode=False)
-    except click.ClickException as error:  # usage errors: click's own message and exit code
+    except USAGE_ERRORS as error:  # usage errors: click's own message and exit code
         error.show()
         sys.exit(error.exit_code)
-    except click.exceptions.Abort:
+    except ABORTS:
         sys.exit(130)
     except USER_ERRORS as error:
         if debug:

@@ -1,11 +1,13 @@
-"""Tasks 1 and 2: candidates from several sources, features, a reranker, 100-item lists."""
+"""Tasks 1 and 2: candidates from several sources, features, a reranker, 100-item lists;
+task 3: the title of a ranked product chosen with the generated titles."""
 
 from llmrec.rank.candidates import CandidateConfig, CandidateSources
 from llmrec.rank.pipeline import RecommendConfig, check_titles, recommend
 from llmrec.rank.reranker import RerankerConfig
 from llmrec.rank.text import TextConfig, TextSignals, read_titles
+from llmrec.rank.titles import TitleChoiceConfig, choose_titles
 
 __all__ = [
     "CandidateConfig", "CandidateSources", "RecommendConfig", "RerankerConfig", "TextConfig", "TextSignals",
-    "check_titles", "read_titles", "recommend",
+    "TitleChoiceConfig", "check_titles", "choose_titles", "read_titles", "recommend",
 ]

@@ -35,6 +35,7 @@ from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSourc
 from llmrec.rank.features import FeatureContext, add_features
 from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fusion_scores, training_rows
 from llmrec.rank.text import TextConfig, TextSignals
+from llmrec.rank.titles import TitleChoiceConfig
 
 
 @dataclass
@@ -46,6 +47,7 @@ class RecommendConfig:
     reranker: RerankerConfig = field(default_factory=RerankerConfig)
     text: TextConfig = field(default_factory=TextConfig)
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
+    title_choice: TitleChoiceConfig = field(default_factory=TitleChoiceConfig)  # task 3: titles of ranked products, by MBR
     chunk_size: int = 10_000  # sessions per chunk: bounds memory, drives progress and resumption
     k: int = TOP_K
     keep_work: bool = False  # keep <out>.work/ (features per chunk) after success
