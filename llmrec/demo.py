@@ -10,6 +10,7 @@ output is already there, so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,11 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
     return titles
 
 
+def predictions_file(run: Path, task: int, method: str) -> Path:
+    """Where the demo keeps a method's predictions: `task3/LoRA-co-visitation-titles.parquet`."""
+    return Path(run) / f"task{task}" / (re.sub(r"[^0-9A-Za-z.]+", "-", method).strip("-") + ".parquet")
+
+
 class Results:
     """Scores predictions on the demo's splits, writes them, and collects rows and metrics."""
 
@@ -123,7 +129,7 @@ class Results:
     def add(self, task: int, method: str, predictions: pl.DataFrame, write: bool = True) -> None:
         split = self.splits[task]
         if write:
-            io.write_parquet(predictions, self.out / f"task{task}" / f"{method.replace(' ', '-')}.parquet")
+            io.write_parquet(predictions, predictions_file(self.out, task, method))
         result = evaluate(task, predictions, split.targets, split.sessions["locale"])
         self.metrics[f"task{task}/{method}"] = result
         for locale, values in [("overall", result["overall"]), *result["per_locale"].items()]:

@@ -25,7 +25,7 @@ from llmrec.config import ConfigError, load_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import TASK_LOCALES
 from llmrec.data.split import load_task_split
-from llmrec.demo import DemoConfig, summary_table
+from llmrec.demo import DemoConfig, predictions_file, summary_table
 from llmrec.metrics import corpus_bleu
 
 HEADLINE = {1: "mrr@100", 2: "mrr@100", 3: "bleu"}
@@ -152,7 +152,7 @@ def history_section(run: Path, plots: Path) -> Section:
         return Section(title, note(f"Left out: the {config.split.name} split of {config.data_dir} has no task 3 labels."))
     predictions, skipped = {}, []
     for method in methods:
-        path = run / "task3" / f"{method.replace(' ', '-')}.parquet"
+        path = predictions_file(run, 3, method)
         titles = pl.read_parquet(path, columns=["next_item_title"])["next_item_title"] if path.exists() else None
         if titles is None or len(titles) != split.sessions.height:
             skipped.append(f"{method} ({'no ' + path.name if titles is None else f'{len(titles)} titles for {split.sessions.height} sessions'})")

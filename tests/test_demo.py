@@ -8,7 +8,7 @@ import json
 from rich.console import Console
 
 from llmrec.config import load_config
-from llmrec.demo import DemoConfig, run_demo
+from llmrec.demo import DemoConfig, predictions_file, run_demo
 
 
 def test_demo_without_llm_scores_every_method(tiny_data, tmp_path):
@@ -24,3 +24,4 @@ def test_demo_without_llm_scores_every_method(tiny_data, tmp_path):
     bleu = {m: metrics[f"task3/{m}"]["overall"]["bleu"] for m in methods[3]}
     assert bleu["co-visitation titles"] > bleu["last-title"] > 0
     assert (tmp_path / "demo" / "task3" / "co-visitation-titles.parquet").exists()
+    assert predictions_file(tmp_path, 3, "LoRA + co-visitation titles").name == "LoRA-co-visitation-titles.parquet"

@@ -19,12 +19,12 @@ from llmrec import io
 from llmrec.config import save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import load_task_split, titles_of
-from llmrec.demo import DemoConfig
+from llmrec.demo import DemoConfig, predictions_file
 from llmrec.evaluate import evaluate
 from llmrec.metrics import corpus_bleu
 from llmrec.report import bleu_by_history, write_report
 
-LLM = "LoRA tiny-llm"  # a method name with a space: its file is LoRA-tiny-llm.parquet, as the demo writes it
+LLM = "LoRA + tiny-llm"  # a method name with spaces and a plus: its file is LoRA-tiny-llm.parquet, as the demo writes it
 SECTIONS = ("Data", "Metrics per locale, beside the baselines", "Task 3 BLEU by session length", "LoRA finetuning", "Candidate recall per source")
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +62,7 @@ def run(tiny_data, split, predictions, tmp_path_factory) -> Path:
     }
     for method, titles in predictions.items():
         frame = pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
-        io.write_parquet(frame, run / "task3" / f"{method.replace(' ', '-')}.parquet")
+        io.write_parquet(frame, predictions_file(run, 3, method))
         metrics[f"task3/{method}"] = evaluate(3, frame, split.targets, split.sessions["locale"])
     io.write_json(metrics, run / "metrics.json")
     log = [{"step": s, "loss": 3.0 - 0.05 * s, "lr": 3e-4, "tokens_per_s": 200.0 + s} for s in range(1, 31)]
