@@ -26,7 +26,7 @@ from llmrec.data.stats import dataset_stats
 from llmrec.data.synth import SynthConfig, generate
 from llmrec.evaluate import evaluate
 from llmrec.progress import console as progress_console
-from llmrec.rank import RecommendConfig, TextSignals, choose_titles, recommend
+from llmrec.rank import RecommendConfig, TextSignals, choose_titles, ranked_titles, recommend
 from llmrec.train.config import Task3Config
 
 
@@ -72,10 +72,11 @@ def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
         for name in TITLE_BASELINES if task == 3 else RANKING_BASELINES:
             results.add(task, name, run_baseline(name, split, config.baseline))
     choice = config.recommend.title_choice
-    results.add(3, "co-visitation titles", choose_titles(splits[3], None, choice, config.baseline))
+    choices = ranked_titles(splits[3], choice, config.baseline)
+    results.add(3, "co-visitation titles", choose_titles(splits[3], choices, None, choice))
     titles = llm_titles(config, dataset, results, console) if config.llm else {}
     if 3 in titles:
-        results.add(3, "LoRA + co-visitation titles", choose_titles(splits[3], titles[3], choice, config.baseline))
+        results.add(3, "LoRA + co-visitation titles", choose_titles(splits[3], choices, titles[3], choice))
     text = TextSignals.for_catalog(dataset.products(), config.recommend.text, log=console.print)
     for task in (1, 2):
         settings = dataclasses.replace(config.recommend, task=task, data=str(data_dir), split=config.split)

@@ -16,8 +16,7 @@ from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.generate.mbr import expected_statistics, mbr_titles
 from llmrec.metrics import corpus_bleu
-from llmrec.rank import TitleChoiceConfig, choose_titles
-from llmrec.rank.titles import ranked_titles
+from llmrec.rank import TitleChoiceConfig, choose_titles, ranked_titles
 
 WORDS = "red blue green case phone cover pack of 2 3 large small Acme Brio".split()
 
@@ -70,14 +69,15 @@ def test_titles_come_from_ranked_products_and_an_oracle_llm_lifts_bleu(task3):
     titles as the "generated" ones (an oracle LLM) the choice moves towards them."""
     config = TitleChoiceConfig(top=10)
     choices = ranked_titles(task3, config, BaselineConfig())
-    alone = choose_titles(task3, None, config, BaselineConfig())
+    assert len(choices) == task3.sessions.height and all(0 < len(options) <= 10 for options in choices)
+    alone = choose_titles(task3, choices, None, config)
     assert alone.columns == ["locale", "next_item_title"] and alone.height == task3.sessions.height
     assert alone["locale"].to_list() == task3.sessions["locale"].cast(pl.String).to_list()
     assert all(title in options for title, options in zip(alone["next_item_title"], choices) if options)
     oracle = task3.sessions.select("session_id").with_columns(
         pl.Series("candidates", [[{"title": t, "score": 0.0}] for t in task3.targets], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64})))
     )
-    guided = choose_titles(task3, oracle, config, BaselineConfig())
+    guided = choose_titles(task3, choices, oracle, config)
     targets = task3.targets.to_list()
     last = run_baseline("last-title", task3, BaselineConfig())["next_item_title"].to_list()
     assert corpus_bleu(guided["next_item_title"].to_list(), targets) > corpus_bleu(alone["next_item_title"].to_list(), targets)

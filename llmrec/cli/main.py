@@ -294,13 +294,14 @@ def recommend(
 def _recommend_titles(run, generated: pl.DataFrame | None, out_file: Path) -> None:
     import time
 
-    from llmrec.rank import check_titles, choose_titles
+    from llmrec.rank import check_titles, choose_titles, ranked_titles
 
     task_split = load_task_split(AmazonM2(Path(run.data)), 3, run.split)
     if generated is not None:
         check_titles(generated, task_split, "--titles")
     started = time.perf_counter()
-    titles = choose_titles(task_split, generated, run.title_choice, BaselineConfig(popularity=run.popularity))
+    choices = ranked_titles(task_split, run.title_choice, BaselineConfig(popularity=run.popularity))
+    titles = choose_titles(task_split, choices, generated, run.title_choice)
     io.write_parquet(titles, out_file)
     seconds = time.perf_counter() - started
     out.print(f"wrote {out_file} ({titles.height:,} sessions in {seconds:.1f} s)")

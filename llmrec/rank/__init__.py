@@ -5,9 +5,9 @@ from llmrec.rank.candidates import CandidateConfig, CandidateSources
 from llmrec.rank.pipeline import RecommendConfig, check_titles, recommend
 from llmrec.rank.reranker import RerankerConfig
 from llmrec.rank.text import TextConfig, TextSignals, read_titles
-from llmrec.rank.titles import TitleChoiceConfig, choose_titles
+from llmrec.rank.titles import TitleChoiceConfig, choose_titles, ranked_titles
 
 __all__ = [
     "CandidateConfig", "CandidateSources", "RecommendConfig", "RerankerConfig", "TextConfig", "TextSignals",
-    "TitleChoiceConfig", "check_titles", "choose_titles", "read_titles", "recommend",
+    "TitleChoiceConfig", "check_titles", "choose_titles", "ranked_titles", "read_titles", "recommend",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from llmrec.baselines import BaselineConfig, make_recommender, recommend
-from llmrec.data.split import TaskSplit
+from llmrec.data.split import TaskSplit, titles_of
 from llmrec.generate.mbr import mbr_titles
 
 
@@ -37,19 +37,19 @@ def ranked_titles(split: TaskSplit, config: TitleChoiceConfig, baselines: Baseli
     """Per session (in order): titles of the `top` products the ranker puts first, best first
     (products without a title are skipped)."""
     lists = recommend(make_recommender(config.ranker, baselines), split, replace(baselines, k=config.top))
-    ranked = lists.with_row_index("row").explode("next_item_prediction").rename({"next_item_prediction": "id"})
-    titled = ranked.join(split.catalog.select("id", pl.col("locale").cast(pl.String), "title").drop_nulls("title"), on=["id", "locale"], how="inner", maintain_order="left")
-    per_row = titled.group_by("row", maintain_order=True).agg("title")
-    return pl.DataFrame({"row": pl.int_range(lists.height, eager=True, dtype=pl.UInt32)}).join(per_row, on="row", how="left").sort("row")["title"].fill_null([]).to_list()
+    ranked = lists.with_row_index("row").explode("next_item_prediction").select(
+        "row", pl.col("next_item_prediction").alias("next_item"), pl.col("locale").cast(split.catalog["locale"].dtype)
+    )
+    per_row = ranked.with_columns(titles_of(ranked, split.catalog).alias("title")).group_by("row", maintain_order=True).agg(pl.col("title").drop_nulls())
+    return per_row["title"].to_list()
 
 
-def choose_titles(split: TaskSplit, generated: pl.DataFrame | None, config: TitleChoiceConfig, baselines: BaselineConfig) -> pl.DataFrame:
-    """The task 3 submission (`locale`, `next_item_title`) for the split's sessions. Without
-    generated titles the choice rests on the ranking alone; a session whose ranked products
-    have no titles gets its best generated title (or "")."""
-    choices = ranked_titles(split, config, baselines)
+def choose_titles(split: TaskSplit, choices: list[list[str]], generated: pl.DataFrame | None, config: TitleChoiceConfig) -> pl.DataFrame:
+    """The task 3 submission (`locale`, `next_item_title`) for the split's sessions, each title
+    one of the session's `choices` (`ranked_titles`). Without generated titles the choice rests
+    on the ranking alone; a session without choices gets its best generated title (or "")."""
     evidence = [[(title, 1.0 / (rank + 1)) for rank, title in enumerate(titles)] for titles in choices]
-    fallback = [""] * len(choices)
+    titles = [""] * len(choices)
     if generated is not None:
         aligned = split.sessions.select(pl.col("session_id").cast(pl.Int64)).join(
             generated.select(pl.col("session_id").cast(pl.Int64), "candidates"), on="session_id", how="left", maintain_order="left"
@@ -57,10 +57,9 @@ def choose_titles(split: TaskSplit, generated: pl.DataFrame | None, config: Titl
         for i, candidates in enumerate(aligned["candidates"].to_list()):
             texts = [c["title"] for c in (candidates or [])[: config.generated] if c["title"]]
             evidence[i] += [(text, config.llm_weight) for text in texts]
-            fallback[i] = texts[0] if texts else ""
+            titles[i] = texts[0] if texts else ""
     rows = [i for i, options in enumerate(choices) if options]
     picked = mbr_titles([choices[i] for i in rows], [evidence[i] for i in rows], config.tokenize) if rows else []
-    titles = fallback
     for i, title in zip(rows, picked):
         titles[i] = title
     return pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
