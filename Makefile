@@ -17,6 +17,7 @@ demo: install
 	$(LLMREC) demo --scale $(SCALE) --out runs/demo-$(SCALE)
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-slow: install

@@ -20,8 +20,9 @@ from pathlib import Path
 
 def main() -> None:
     from llmrec.config import load_config
+    from llmrec.data.dataset import AmazonM2
     from llmrec.data.synth import SynthConfig, generate
-    from llmrec.rank import RecommendConfig, recommend
+    from llmrec.rank import RecommendConfig, ranking_data, recommend
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="full")
@@ -34,8 +35,10 @@ def main() -> None:
     started = time.perf_counter()
     generate(data, SynthConfig(scale=args.scale, seed=0))
     print(f"data {data} ready in {time.perf_counter() - started:.0f} s")
-    config = load_config(RecommendConfig, Path("configs/recommend.yaml"), [f"data={data}", f"task={args.task}", "split.name=test", "text.enabled=false", *args.overrides])
-    lists, report = recommend(config, args.out, log=lambda line: print(line, flush=True))
+    config = load_config(RecommendConfig, None, [f"data={data}", f"task={args.task}", "split.name=test", "text.enabled=false", *args.overrides])
+    data_splits = ranking_data(AmazonM2(data), config)
+    lists, report = recommend(config, data_splits, args.out, log=lambda line: print(line, flush=True))
+    report = report.to_dict()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ranking = report["seconds_ranking"]
     print(f"\ntask {args.task} test sessions ranked: {lists.height:,}")

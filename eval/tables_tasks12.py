@@ -25,8 +25,7 @@ def main() -> None:
     from llmrec.config import load_config
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import SplitConfig, load_task_split
-    from llmrec.evaluate import evaluate
-    from llmrec.rank import RecommendConfig, TextSignals, recommend
+    from llmrec.rank import RecommendConfig, TextSignals, ranking_data, recommend
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synth-medium"))
@@ -37,20 +36,14 @@ def main() -> None:
     args = parser.parse_args()
     split = SplitConfig(limit=args.limit)
     dataset = AmazonM2(args.data)
-    config = load_config(RecommendConfig, Path("configs/recommend.yaml"), [f"data={args.data}"])
+    config = load_config(RecommendConfig, None, [f"data={args.data}"])
     text = TextSignals.for_catalog(dataset.products(), config.text)
     titles = generate_titles(args, dataset, split) if args.adapter else {}
     rows, recall = [], {}
     for task in (1, 2):
         task_split = load_task_split(dataset, task, split)
-
-        def score(method: str, lists: pl.DataFrame) -> None:
-            result = evaluate(task, lists, task_split.targets, task_split.sessions["locale"])
-            rows.append({"task": task, "method": method, **result["overall"], **{k: v["mrr@100"] for k, v in result["per_locale"].items()}})
-            print(f"task {task} {method}: {json.dumps(result['overall'])}", flush=True)
-
         for name in RANKING_BASELINES:
-            score(name, run_baseline(name, task_split, BaselineConfig()))
+            rows.append(score(task_split, name, run_baseline(name, task_split, BaselineConfig())))
         variants = [("rerank (ids, session signals, text)", None, None, "rerank")]
         if task in titles:
             variants.append(("rerank + grounded LLM titles", None, titles[task], "rerank-llm"))
@@ -62,10 +55,10 @@ def main() -> None:
             if transfer is not None:
                 settings = dataclasses.replace(settings, reranker=dataclasses.replace(settings.reranker, transfer_from=transfer))
             path = args.out / f"task{task}" / f"{stem}.parquet"
-            lists, report = recommend(settings, path, generated, None, text)
-            io.write_json(report, path.with_suffix(".report.json"))
-            score(method, lists)
-            recall[f"task{task}/{method}"] = report["candidate_recall"]
+            lists, report = recommend(settings, ranking_data(dataset, settings), path, generated, None, text)
+            io.write_json(report.to_dict(), path.with_suffix(".report.json"))
+            rows.append(score(task_split, method, lists))
+            recall[f"task{task}/{method}"] = report.candidate_recall
     table = pl.DataFrame(rows)
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=250, float_precision=4):
         for task in (1, 2):
@@ -79,6 +72,15 @@ def main() -> None:
     io.write_json(recall, args.out / "candidate_recall.json")
 
 
+def score(task_split, method: str, lists: pl.DataFrame) -> dict:
+    """One table row: the method's metrics overall and MRR@100 per locale."""
+    from llmrec.evaluate import evaluate
+
+    result = evaluate(task_split.task, lists, task_split.targets, task_split.sessions["locale"])
+    print(f"task {task_split.task} {method}: {json.dumps(result['overall'])}", flush=True)
+    return {"task": task_split.task, "method": method, **result["overall"], **{k: v["mrr@100"] for k, v in result["per_locale"].items()}}
+
+
 def generate_titles(args, dataset, split) -> dict[int, pl.DataFrame]:
     """Greedy titles of the adapter for the validation sessions of tasks 1 and 2 (resumable)."""
     from llmrec.config import load_config
@@ -86,7 +88,9 @@ def generate_titles(args, dataset, split) -> dict[int, pl.DataFrame]:
     from llmrec.train.config import Task3Config
 
     task3 = load_config(Task3Config, Path(args.adapter).parent / "config.yaml", [f"model={args.model}"])
-    return titles_for_tasks(dataset, (1, 2), split, task3.prompt, task3.model, args.adapter, task3.generate, args.out / "titles")
+    outputs = {task: args.out / "titles" / f"task{task}.parquet" for task in (1, 2)}
+    generated = titles_for_tasks(dataset, outputs, split, task3.prompt, task3.model, args.adapter, task3.generate)
+    return {task: titles for task, (titles, _) in generated.items()}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Typed dataclass configs from YAML with `key.sub=value` command-line overrides.
 
-A config file only sets what it changes; every field has a default in its dataclass. The
-resolved config (defaults + file + overrides) is what gets saved next to each output.
+Every default lives in its dataclass, once. A config file only sets what it changes: the
+recipes shipped in `llmrec/configs/` (found by name, `--config task3`, from any folder; the
+repository's top-level `configs/` is the same folder) hold only where a recipe departs from
+the defaults. The resolved config (defaults + file + overrides) is what gets saved next to
+each output.
 """
 
 from __future__ import annotations
@@ -15,12 +18,30 @@ from typing import Any, TypeVar
 import yaml
 
 from llmrec import io
+from llmrec.errors import UserError
 
 T = TypeVar("T")
+SHIPPED = Path(__file__).parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     pass
+
+
+def shipped_configs() -> list[str]:
+    """Names of the recipes that ship with llmrec (`llmrec/configs/<name>.yaml`)."""
+    return sorted(path.stem for path in SHIPPED.glob("*.yaml"))
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """A config file: an existing path, or the name of a shipped recipe (`task3`)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = SHIPPED / f"{name_or_path}.yaml"
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.exists():
+        return shipped
+    raise ConfigError(f"{name_or_path}: config file not found (shipped configs: {', '.join(shipped_configs())})")
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -109,13 +130,12 @@ def _set(tree: dict, dotted: str, value: Any) -> None:
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
-    """Defaults of `cls`, updated by the YAML file at `path`, then by `key.sub=value` overrides
-    (values parsed as YAML: `k=3` is an int, `k=[1,2]` a list)."""
+    """Defaults of `cls`, updated by the YAML file at `path` (or the shipped recipe of that
+    name), then by `key.sub=value` overrides (values parsed as YAML: `k=3` is an int, `k=[1,2]`
+    a list)."""
     tree = to_dict(cls())
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
+        path = find_config(path)
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
@@ -145,9 +165,3 @@ def _merge(base: dict, update: dict) -> None:
 
 def save_config(config: Any, path: str | Path) -> Path:
     return io.write_yaml(to_dict(config), path)
-
-
-def config_path_for(output: str | Path) -> Path:
-    """Where the resolved config of an output file lives: `pred.parquet` -> `pred.config.yaml`."""
-    output = Path(output)
-    return output.with_name(output.name.split(".")[0] + ".config.yaml")

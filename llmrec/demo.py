@@ -10,7 +10,6 @@ output is already there, so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,28 +25,24 @@ from llmrec.data.stats import dataset_stats
 from llmrec.data.synth import SynthConfig, generate
 from llmrec.evaluate import evaluate
 from llmrec.progress import console as progress_console
-from llmrec.rank import RecommendConfig, TextSignals, choose_titles, ranked_titles, recommend
+from llmrec.rank import RecommendConfig, TextSignals, choose_titles, ranked_titles, ranking_data, recommend
+from llmrec.runs import predictions_file
 from llmrec.train.config import Task3Config
-
-
-def _demo_task3() -> Task3Config:
-    config = Task3Config()
-    config.prompt.history, config.prompt.attributes, config.prompt.max_prompt_tokens = 4, [], 160
-    config.lora.layers = list(range(9, 18))
-    config.train = dataclasses.replace(config.train, max_steps=40, grad_accum=1, eval_every=40, eval_sessions=32, save_every=20, log_every=5, max_minutes=0)
-    return config
 
 
 @dataclass
 class DemoConfig:
+    """The demo's settings; its recipe (500 sessions per task, a 40-step finetune, ...) is the
+    shipped `demo` config."""
+
     scale: str = "small"
     seed: int = 0
     out: str = "runs/demo-small"
     data: str = ""  # default: data/synth-<scale>
-    split: SplitConfig = field(default_factory=lambda: SplitConfig(limit=500))  # the first 500 held-out sessions of each task
+    split: SplitConfig = field(default_factory=SplitConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     llm: bool = True  # finetune, generate and ground titles (false: data, baselines and reranking only)
-    task3: Task3Config = field(default_factory=_demo_task3)  # its data and split are the demo's
+    task3: Task3Config = field(default_factory=Task3Config)  # its data and split are the demo's
     recommend: RecommendConfig = field(default_factory=RecommendConfig)  # its task, data and split are the demo's
 
     @property
@@ -59,7 +54,7 @@ def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
     """Runs every stage into `config.out` and returns the results table (task, method,
     locale, metrics); metrics.json, config.yaml and every submission are in the run folder."""
     out, data_dir = Path(config.out), config.data_dir
-    save_config(config, out / "config.yaml")
+    save_config(dataclasses.replace(config, data=str(data_dir)), out / "config.yaml")
     generate(data_dir, SynthConfig(config.scale, config.seed), progress=lambda step: progress_console.print(f"[dim]synth[/dim] {step}"))
     dataset = AmazonM2(data_dir)
     dataset.validate()
@@ -80,12 +75,13 @@ def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
     text = TextSignals.for_catalog(dataset.products(), config.recommend.text, log=console.print)
     for task in (1, 2):
         settings = dataclasses.replace(config.recommend, task=task, data=str(data_dir), split=config.split)
+        data = ranking_data(dataset, settings)
         for method, generated in (("rerank", None), ("rerank + LLM titles", titles.get(task))):
             if method != "rerank" and generated is None:
                 continue
             path = out / f"task{task}" / ("rerank-llm.parquet" if generated is not None else "rerank.parquet")
-            lists, report = recommend(settings, path, generated, None, text, log=console.print)
-            io.write_json(report, path.with_suffix(".report.json"))
+            lists, report = recommend(settings, data, path, generated, None, text, log=console.print)
+            io.write_json(report.to_dict(), path.with_suffix(".report.json"))
             results.add(task, method, lists, write=False)
     io.write_json(results.metrics, out / "metrics.json")
     return pl.DataFrame(results.rows)
@@ -95,28 +91,23 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
     """Finetune (or reuse) the LoRA adapter, then generate titles for the sessions of tasks 3, 1
     and 2 with one engine; task 3's are scored as a submission."""
     from llmrec.generate import titles_for_tasks
-    from llmrec.models.prepare import load_tokenizer, resolve_model
-    from llmrec.train.data import training_prompts
-    from llmrec.train.finetune import finetune, latest_checkpoint
+    from llmrec.train.finetune import latest_checkpoint
+    from llmrec.train.recipe import finetune_recipe
 
     out = Path(config.out)
     task3 = dataclasses.replace(config.task3, data=str(config.data_dir), split=config.split,
                                 train=dataclasses.replace(config.task3.train, out=str(out / "task3")))
     adapter = Path(task3.train.out) / "adapter"
     if not adapter.exists():
-        train, valid = training_prompts(task3, load_tokenizer(task3.model))
-        console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps on {len(train):,} sessions")
-        finetune(task3, resolve_model(task3.model), train, valid, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
-    titles = titles_for_tasks(dataset, (3, 1, 2), config.split, task3.prompt, task3.model, str(adapter), task3.generate, out / "titles", log=console.print)
+        console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps")
+        finetune_recipe(task3, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
+    outputs = {task: out / "titles" / f"task{task}.parquet" for task in (3, 1, 2)}
+    generated = titles_for_tasks(dataset, outputs, config.split, task3.prompt, task3.model, str(adapter), task3.generate, log=console.print)
+    titles = {task: frame for task, (frame, _) in generated.items()}
     for task in titles:
         save_config(task3, out / "titles" / f"task{task}.config.yaml")
     results.add(3, f"LoRA {task3.model}", titles[3].select("locale", "next_item_title"))
     return titles
-
-
-def predictions_file(run: Path, task: int, method: str) -> Path:
-    """Where the demo keeps a method's predictions: `task3/LoRA-co-visitation-titles.parquet`."""
-    return Path(run) / f"task{task}" / (re.sub(r"[^0-9A-Za-z.]+", "-", method).strip("-") + ".parquet")
 
 
 class Results:
@@ -135,13 +126,3 @@ class Results:
         self.metrics[f"task{task}/{method}"] = result
         for locale, values in [("overall", result["overall"]), *result["per_locale"].items()]:
             self.rows.append({"task": task, "method": method, "locale": locale, **{k: v for k, v in values.items() if k != "sessions"}, "sessions": values["sessions"]})
-
-
-def summary_table(results: pl.DataFrame, task: int) -> pl.DataFrame:
-    """One row per method: overall metrics, then the headline metric per locale."""
-    part = results.filter(pl.col("task") == task)
-    headline = "bleu" if task == 3 else "mrr@100"
-    metrics = ["bleu"] if task == 3 else ["mrr@100", "recall@100", "ndcg@100"]
-    overall = part.filter(pl.col("locale") == "overall").select("method", *metrics, "sessions")
-    per_locale = part.filter(pl.col("locale") != "overall").pivot("locale", index="method", values=headline)
-    return overall.join(per_locale, on="method", how="left", maintain_order="left")

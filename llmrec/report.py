@@ -4,7 +4,7 @@ The page holds the per-locale metrics beside the baselines, task 3 BLEU by sessi
 the finetuning curves and the candidate recall of each source; every plot is embedded as a
 base64 PNG (the page opens anywhere, offline) and also saved in `RUN_DIR/report/`. A section
 whose inputs are missing is replaced by a one-line note, so a partial run still gets a page.
-The folder layout is the one `llmrec.demo` writes.
+The folder layout is the one `llmrec demo` writes (`llmrec.runs`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from llmrec import io
-from llmrec.config import ConfigError, load_config
+from llmrec.config import ConfigError
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import TASK_LOCALES
 from llmrec.data.split import load_task_split
-from llmrec.demo import DemoConfig, predictions_file, summary_table
 from llmrec.metrics import corpus_bleu
+from llmrec.runs import predictions_file, saved_split, summary_table
 
 HEADLINE = {1: "mrr@100", 2: "mrr@100", 3: "bleu"}
 HEADLINE_NAME = {"mrr@100": "MRR@100", "bleu": "BLEU"}
@@ -141,15 +141,15 @@ def history_section(run: Path, plots: Path) -> Section:
     if not config_path.exists() or not metrics_path.exists():
         return Section(title, note(f"Left out: the run folder lacks {'config.yaml' if not config_path.exists() else 'metrics.json'}."))
     try:
-        config = load_config(DemoConfig, config_path)
+        data, split_config = saved_split(config_path)
     except ConfigError as error:
-        return Section(title, note(f"Left out: config.yaml does not read as a demo config ({error})."))
-    if not config.data_dir.is_dir():
-        return Section(title, note(f"Left out: the run's data folder {config.data_dir} is not here."))
+        return Section(title, note(f"Left out: config.yaml does not give the run's split ({error})."))
+    if not data or not Path(data).is_dir():
+        return Section(title, note(f"Left out: the run's data folder {data} is not here."))
     methods = [key.split("/", 1)[1] for key in json.loads(metrics_path.read_text(encoding="utf-8")) if key.startswith("task3/")]
-    split = load_task_split(AmazonM2(config.data_dir), 3, config.split)
+    split = load_task_split(AmazonM2(Path(data)), 3, split_config)
     if split.targets is None:
-        return Section(title, note(f"Left out: the {config.split.name} split of {config.data_dir} has no task 3 labels."))
+        return Section(title, note(f"Left out: the {split_config.name} split of {data} has no task 3 labels."))
     predictions, skipped = {}, []
     for method in methods:
         path = predictions_file(run, 3, method)

@@ -1,10 +1,17 @@
 """Small offline building blocks for tests: a tokenizer trained in milliseconds, a tiny random
-sentence-transformers encoder."""
+sentence-transformers encoder, and what the ranking tests share."""
 
 from __future__ import annotations
 
+import numpy as np
+import polars as pl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from llmrec.config import load_config
+from llmrec.data.dataset import AmazonM2
+from llmrec.data.item_index import ItemIndex
+from llmrec.rank import RecommendConfig, ranking_data, recommend
 
 
 def tiny_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
@@ -39,3 +46,62 @@ def tiny_sentence_encoder(texts: list[str], folder) -> str:
     modules = [first, Pooling(first.get_embedding_dimension(), "mean"), Normalize()]
     SentenceTransformer(modules=modules, prompts={"query": "query: ", "document": "passage: "}, device="cpu").save(str(folder / "st"))
     return str(folder / "st")
+
+
+# Ranking tests share these: fast settings, the submission checks, titles and stand-in text.
+FAST = ["chunk_size=150", "reranker.num_trees=60", "reranker.threads=1", "candidates.sknn.postings=100"]
+
+
+def config(data, *overrides) -> RecommendConfig:
+    """A fast recommend config on `data`."""
+    return load_config(RecommendConfig, None, [f"data={data}", *FAST, *overrides])
+
+
+def check_lists(lists: pl.DataFrame, split, k: int = 100) -> None:
+    """The competition's format: session order, k distinct ids of the locale (listed there or
+    seen in its sessions), no session items."""
+    assert lists.columns == ["locale", "next_item_prediction"] and lists.height == split.sessions.height
+    assert lists["locale"].to_list() == split.sessions["locale"].cast(pl.String).to_list()
+    assert (lists["next_item_prediction"].list.len() == k).all()
+    assert (lists["next_item_prediction"].list.n_unique() == k).all()
+    ids = ItemIndex.from_split(split).items.select(pl.col("locale").cast(pl.String), "id").with_columns(pl.lit(True).alias("listed"))
+    listed = lists.with_row_index("row").explode("next_item_prediction").rename({"next_item_prediction": "id"}).join(ids, on=["locale", "id"], how="left")
+    assert listed["listed"].fill_null(False).all()
+    overlap = lists.with_columns(split.sessions["prev_items"]).select(
+        pl.col("next_item_prediction").list.set_intersection("prev_items").list.len()
+    ).to_series()
+    assert (overlap == 0).all()
+
+
+def rank(settings: RecommendConfig, out, titles=None, valid_titles=None, text=None):
+    """`recommend` on the splits of `settings`, quietly."""
+    return recommend(settings, ranking_data(AmazonM2(settings.data), settings), out, titles, valid_titles, text, log=lambda _: None)
+
+
+class GroundTruthText:
+    """Stand-in text signals whose grounding proposes each session's true next item (and a
+    wrong one): the grounded source must carry it to the top."""
+
+    def __init__(self, truth: dict[int, str], catalog: pl.DataFrame):
+        self.truth, self.catalog = truth, catalog
+
+    def ground(self, titles, sessions, popularity):
+        rows = [{"session_id": s, "id": item, "ground_score": 1.0, "similarity": 0.99, "retrieval_rank": 0, "hits": 1} for s, item in self.truth.items()]
+        frame = pl.DataFrame(rows).join(titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id")
+        return frame.select("session_id", "locale", "id", "ground_score", "similarity", "retrieval_rank", "hits")
+
+    def neighbors(self, frame, k):
+        products = self.catalog.select(pl.col("locale").cast(pl.String), pl.col("id").alias("neighbor")).group_by("locale").head(k)
+        return frame.join(products, on="locale").with_columns(pl.lit(0.5).alias("similarity"))
+
+    def similarity_by_code(self, index):
+        return lambda a, b: (a == b).astype(np.float32)
+
+
+def titles_for(split) -> pl.DataFrame:
+    """One made-up generated title per session of the split."""
+    return split.sessions.select(
+        pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String),
+        pl.lit("a title").alias("next_item_title"),
+        pl.lit([{"title": "a title", "score": -1.0}], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))).alias("candidates"),
+    )

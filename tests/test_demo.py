@@ -8,11 +8,12 @@ import json
 from rich.console import Console
 
 from llmrec.config import load_config
-from llmrec.demo import DemoConfig, predictions_file, run_demo
+from llmrec.demo import DemoConfig, run_demo
+from llmrec.runs import predictions_file
 
 
 def test_demo_without_llm_scores_every_method(tiny_data, tmp_path):
-    config = load_config(DemoConfig, None, [
+    config = load_config(DemoConfig, "demo", [
         f"data={tiny_data}", "scale=tiny", f"out={tmp_path / 'demo'}", "llm=false", "split.limit=0",
         "recommend.text.enabled=false", "recommend.reranker.num_trees=40", "recommend.reranker.threads=1", "recommend.chunk_size=150",
     ])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
@@ -14,10 +13,10 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from llmrec.config import load_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split, titles_of
+from llmrec.models.adapters import export_merged
 from llmrec.prompts import PromptConfig, prompt_dataset
 from llmrec.train.config import Task3Config
-from llmrec.train.export import export_merged
-from llmrec.train.finetune import collate, finetune, tokenize
+from llmrec.train.finetune import collate, finetune
 from tests.helpers import tiny_tokenizer
 
 
@@ -200,3 +199,19 @@ def test_lora_on_chosen_layers_only(tiny_model, examples, tmp_path):
     finetune(run_config(tiny_model, run, "train.max_steps=2", "lora.layers=[1]"), str(tiny_model), train.select(range(8)), valid, log=lambda _: None)
     keys = load_file(run / "adapter" / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
+
+
+def test_finetune_by_config_name_from_any_folder_uses_the_shipped_recipe(tiny_model, tiny_data, tmp_path, monkeypatch):
+    """`llmrec finetune --task 3 --config task3` run outside the repository trains with exactly
+    the shipped recipe (plus the command line's overrides), not the dataclass defaults."""
+    from llmrec.cli.main import main
+    from llmrec.config import SHIPPED, to_dict
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    overrides = [f"model={tiny_model}", f"data={tiny_data}", f"train.out={out}", "train.max_steps=1", "train.eval_sessions=2",
+                 "lora.layers=[1]", "generate.max_new_tokens=4"]
+    main(["finetune", "--task", "3", "--config", "task3", *overrides])
+    saved = load_config(Task3Config, out / "config.yaml")
+    assert saved == load_config(Task3Config, SHIPPED / "task3.yaml", overrides)
+    assert to_dict(saved) != to_dict(load_config(Task3Config, None, overrides))  # the recipe really departs from the defaults

@@ -261,9 +261,10 @@ def test_one_engine_writes_titles_for_several_tasks(tiny, tiny_data, tmp_path):
     from llmrec.prompts import PromptConfig
 
     dataset, split = AmazonM2(tiny_data), SplitConfig(limit=6)
-    titles = titles_for_tasks(dataset, (3, 2), split, PromptConfig(), tiny["model"], tiny["adapter"], GREEDY, tmp_path, log=lambda _: None)
+    outputs = {task: tmp_path / f"task{task}.parquet" for task in (3, 2)}
+    titles = titles_for_tasks(dataset, outputs, split, PromptConfig(), tiny["model"], tiny["adapter"], GREEDY, log=lambda _: None)
     assert sorted(titles) == [2, 3]
-    for task, frame in titles.items():
+    for task, (frame, _) in titles.items():
         sessions = load_task_split(dataset, task, split).sessions
         assert frame.equals(pl.read_parquet(tmp_path / f"task{task}.parquet"))
         assert frame["session_id"].cast(pl.Int64).to_list() == sessions["session_id"].cast(pl.Int64).to_list()

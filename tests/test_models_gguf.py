@@ -13,7 +13,6 @@ import os
 import numpy as np
 import pytest
 
-
 gguf = pytest.importorskip("gguf")
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -12,7 +12,6 @@ import shutil
 import socket
 from pathlib import Path
 
-
 import polars as pl
 import pytest
 import torch

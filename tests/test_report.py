@@ -19,10 +19,11 @@ from llmrec import io
 from llmrec.config import save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import load_task_split, titles_of
-from llmrec.demo import DemoConfig, predictions_file
+from llmrec.demo import DemoConfig
 from llmrec.evaluate import evaluate
 from llmrec.metrics import corpus_bleu
 from llmrec.report import bleu_by_history, write_report
+from llmrec.runs import predictions_file
 
 LLM = "LoRA + tiny-llm"  # a method name with spaces and a plus: its file is LoRA-tiny-llm.parquet, as the demo writes it
 SECTIONS = ("Data", "Metrics per locale, beside the baselines", "Task 3 BLEU by session length", "LoRA finetuning", "Candidate recall per source")

@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import math
 
-
 import numpy as np
 import polars as pl
 import pytest
 
-from tests.helpers import tiny_sentence_encoder
 from llmrec.config import ConfigError, load_config
 from llmrec.retrieve import (
-    CatalogIndex, Encoder, EncoderConfig, GroundConfig, IndexConfig, RetrieveConfig, VectorIndex, candidate_titles,
-    embed_catalog, ground_titles, product_texts,
+    CatalogIndex,
+    Encoder,
+    EncoderConfig,
+    GroundConfig,
+    IndexConfig,
+    RetrieveConfig,
+    VectorIndex,
+    candidate_titles,
+    embed_catalog,
+    ground_titles,
+    product_texts,
 )
 from llmrec.retrieve.index import index_cache_name
+from tests.helpers import tiny_sentence_encoder
 
 QUIET = {"log": lambda _: None}
 
@@ -335,14 +343,14 @@ def test_built_indexes_are_cached_with_their_embeddings(catalog, tiny_model, tmp
 
 def test_retrieve_config_from_yaml(tmp_path):
     path = tmp_path / "retrieve.yaml"
-    path.write_text("encoder:\n  name: some/model\n  max_seq_length: 48\nindex:\n  kind: HNSW\n  ef_search: 64\nground:\n  top_k: 20\n  gamma: 0.5\n")
+    path.write_text("encoder:\n  name: some/model\n  max_seq_length: 48\nindex:\n  kind: HNSW\n  ef_search: 64\n")
     config = load_config(RetrieveConfig, path, ["text_fields=[title,brand]"])
     assert (config.encoder.name, config.encoder.max_seq_length, config.index.kind, config.index.ef_search) == ("some/model", 48, "HNSW", 64)
-    assert (config.ground.top_k, config.ground.gamma, config.text_fields) == (20, 0.5, ["title", "brand"])
+    assert config.text_fields == ["title", "brand"]
     with pytest.raises(ConfigError, match="index.kind"):
         load_config(RetrieveConfig, None, ["index.kind=Annoy"])
     with pytest.raises(ValueError, match="ground.top_k"):
-        load_config(RetrieveConfig, None, ["ground.top_k=0"])
+        load_config(GroundConfig, None, ["top_k=0"])
 
 
 # --------------------------------------------------------------------------- the real e5

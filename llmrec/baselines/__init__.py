@@ -8,13 +8,14 @@ from typing import Protocol
 
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex, finalize, item_popularity, numbered, query_items
-from llmrec.baselines.covisit import CovisitConfig, Covisitation
+from llmrec.baselines.common import finalize, item_popularity, numbered, query_items
+from llmrec.baselines.covisit import Covisitation, CovisitConfig
 from llmrec.baselines.last_title import last_titles
 from llmrec.baselines.popularity import Popularity, PopularityConfig
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.schema import TOP_K
-from llmrec.data.split import TaskSplit
+from llmrec.data.split import SplitConfig, TaskSplit
 from llmrec.progress import track
 
 RANKING_BASELINES = ("popularity", "covisit", "sknn")
@@ -28,6 +29,17 @@ class BaselineConfig:
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
     covisit: CovisitConfig = field(default_factory=CovisitConfig)
     sknn: SknnConfig = field(default_factory=SknnConfig)
+
+
+@dataclass
+class BaselineRun:
+    """Everything that determines `llmrec baseline`'s output; saved beside it as `<out>.config.yaml`."""
+
+    name: str = "covisit"
+    task: int = 1
+    data: str = "data/synth-small"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 class Recommender(Protocol):

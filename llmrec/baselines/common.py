@@ -1,41 +1,13 @@
-"""What every baseline shares: integer item codes, event tables, popularity and the final
-top-k list (session items excluded, filled with popularity, ids of the session's locale)."""
+"""What every baseline shares: event tables, popularity and the final top-k list (session
+items excluded, filled with popularity, ids of the session's locale), all on the integer
+codes of `llmrec.data.item_index.ItemIndex`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import polars as pl
 
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
-
-
-@dataclass(frozen=True)
-class ItemIndex:
-    """Dense codes for (locale, id) pairs, so counting and joining run on integers."""
-
-    items: pl.DataFrame  # code: u32, locale, id
-
-    @classmethod
-    def from_split(cls, split: TaskSplit) -> "ItemIndex":
-        mentioned = pl.concat(
-            [
-                split.history.select("locale", pl.col("prev_items").alias("id")).explode("id"),
-                split.history.select("locale", pl.col("next_item").alias("id")),
-                split.unlabelled.select("locale", pl.col("prev_items").alias("id")).explode("id"),
-                split.sessions.select("locale", pl.col("prev_items").alias("id")).explode("id"),
-                split.catalog.select("locale", "id"),
-            ]
-        ).unique(maintain_order=True)
-        return cls(mentioned.with_row_index("code"))
-
-    def encode(self, frame: pl.DataFrame, column: str, as_name: str = "item") -> pl.DataFrame:
-        """Replace the id column `column` with its code `as_name` (join on locale and id)."""
-        lookup = self.items.rename({"id": column, "code": as_name})
-        return frame.join(lookup, on=["locale", column], how="left").drop(column)
-
-    def decode(self, frame: pl.DataFrame, column: str = "item") -> pl.Series:
-        return frame.join(self.items.select(pl.col("code").alias(column), "id"), on=column, how="left", maintain_order="left")["id"]
 
 
 def events(sessions: pl.DataFrame, index: ItemIndex, with_next: bool) -> pl.DataFrame:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex, all_events
+from llmrec.baselines.common import all_events
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
 

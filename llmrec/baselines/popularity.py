@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex, events
+from llmrec.baselines.common import events
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
 

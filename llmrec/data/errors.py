@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from llmrec.errors import UserError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(UserError):
     def __init__(self, path: str | Path, message: str, row: int | None = None, field: str | None = None):
         self.path, self.row, self.field = str(path), row, field
         where = self.path

@@ -1,5 +1,5 @@
-"""What every generation backend shares: settings, the candidate type, where a title ends,
-and the checks that turn a missing model or a mismatched adapter into one-line errors.
+"""What every generation backend shares: settings, the candidate type and where a title ends
+(the backends are chosen in `llmrec.generate.backends`; this module imports none of them).
 
 A title ends at the end of the completion: at EOS or at the first token whose text holds a
 newline (the prompt lists one product per line). Both backends stop on the same token ids,
@@ -10,7 +10,6 @@ stopping token included, so their outputs can be compared one for one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -59,73 +58,12 @@ class Generator(Protocol):
         ...
 
 
-def make_generator(config: GenerateConfig, model: str, adapter: str | None = None) -> Generator:
-    """The configured backend on `model` (a local folder or a Hugging Face id), with the PEFT
-    LoRA `adapter` folder applied when given."""
-    check_model(model)
-    if adapter is not None:
-        check_adapter(model, adapter)
-    if config.backend == "hf":
-        from llmrec.generate.hf import HFGenerator
-
-        return HFGenerator(config, model, adapter)
-    if config.backend == "vllm":
-        from llmrec.generate.vllm import VLLMGenerator
-
-        return VLLMGenerator(config, model, adapter)
-    raise ValueError(f"generate.backend: '{config.backend}' is not one of vllm, hf")
-
-
 def resolve_dtype(name: str) -> str:
     import torch
 
     if name != "auto":
         return name
     return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
-def check_model(model: str):
-    """The model's transformers config, or FileNotFoundError naming the model."""
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(model)
-    except (OSError, ValueError) as error:
-        raise FileNotFoundError(f"model {model} not found or not loadable: {first_line(error)}") from None
-
-
-def check_adapter(model: str, adapter: str) -> None:
-    """Every LoRA matrix of `adapter` must fit a module of `model` (shapes read from the model
-    built on the meta device, so nothing is loaded): a mismatch fails here with one line
-    instead of deep inside PEFT or the vLLM engine."""
-    import torch
-    from safetensors import safe_open
-    from transformers import AutoModelForCausalLM
-
-    folder = Path(adapter)
-    weights = folder / "adapter_model.safetensors"
-    if not (folder / "adapter_config.json").exists() or not weights.exists():
-        raise FileNotFoundError(f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
-    with torch.device("meta"):
-        base = AutoModelForCausalLM.from_config(check_model(model))
-    shapes = {name: tuple(m.weight.shape) for name, m in base.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)}
-    with safe_open(weights, "pt") as tensors:
-        for key in tensors.keys():
-            if ".lora_A." not in key and ".lora_B." not in key:
-                continue
-            module, kind = key.removeprefix("base_model.model.").split(".lora_")
-            shape = tuple(tensors.get_slice(key).get_shape())
-            target = shapes.get(module)
-            if target is None:
-                raise ValueError(f"adapter {adapter} does not match base model {model}: the model has no module {module}")
-            if len(target) != 2 or (kind.startswith("A") and shape[1] != target[1]) or (kind.startswith("B") and shape[0] != target[0]):
-                raise ValueError(
-                    f"adapter {adapter} does not match base model {model}: {module}.lora_{kind} has shape {shape}, the module's weight {target}"
-                )
 
 
 def stop_token_ids(tokenizer, eos_ids: list[int]) -> list[int]:

@@ -6,7 +6,16 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
-from llmrec.generate.base import Candidate, GenerateConfig, eos_ids, first_line, resolve_dtype, stop_token_ids, title_text, title_tokens
+from llmrec.errors import first_line
+from llmrec.generate.base import (
+    Candidate,
+    GenerateConfig,
+    eos_ids,
+    resolve_dtype,
+    stop_token_ids,
+    title_text,
+    title_tokens,
+)
 
 
 class HFGenerator:

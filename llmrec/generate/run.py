@@ -6,7 +6,7 @@ import hashlib
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable
 
 import polars as pl
 
@@ -80,26 +80,27 @@ def generate_titles(
 
 
 def titles_for_tasks(
-    dataset: AmazonM2, tasks: Iterable[int], split: SplitConfig, prompt: PromptConfig, model: str, adapter: str | None,
-    config: GenerateConfig, folder: Path, log: Callable[[str], None] = print,
-) -> dict[int, pl.DataFrame]:
-    """Titles for the sessions of several tasks from one engine (loaded once):
-    `folder/task{N}.parquet` each, resumable like `generate_titles`."""
-    from llmrec.generate.base import make_generator
+    dataset: AmazonM2, outputs: dict[int, Path], split: SplitConfig, prompt: PromptConfig, model: str, adapter: str | None,
+    config: GenerateConfig, log: Callable[[str], None] = print,
+) -> dict[int, tuple[pl.DataFrame, dict]]:
+    """Titles for the sessions of each task of `outputs` (task -> output file) from one engine,
+    loaded once; each written and resumable like `generate_titles`. Returns task -> (titles,
+    throughput)."""
+    from llmrec.generate.backends import make_generator
     from llmrec.models.prepare import load_tokenizer, resolve_model
     from llmrec.prompts import split_prompts
 
     tokenizer = load_tokenizer(model)
     generator = make_generator(config, resolve_model(model), adapter)
-    titles = {}
+    results = {}
     try:
-        for task in tasks:
+        for task, out in outputs.items():
             prompts = split_prompts(dataset, task, split, prompt, tokenizer)
-            titles[task], _ = generate_titles(generator, prompts, Path(folder) / f"task{task}.parquet", config, log=log)
+            results[task] = generate_titles(generator, prompts, out, config, log=log)
     finally:
         if hasattr(generator, "close"):
             generator.close()
-    return titles
+    return results
 
 
 def _settings(config: GenerateConfig, rows: pl.DataFrame) -> dict:

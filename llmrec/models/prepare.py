@@ -68,6 +68,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmrec"
 
 
+def model_table(cache: Path | None = None):
+    """The default models as a table (name, package, prepared, description), and the cache folder."""
+    import polars as pl
+
+    folder = cache or cache_dir()
+    rows = [{"name": m.name, "package": m.package, "prepared": (folder / m.name / "config.json").exists(), "description": m.description}
+            for m in DEFAULT_MODELS.values()]
+    return pl.DataFrame(rows), folder
+
+
 def resolve_model(name: str, cache: Path | None = None) -> str:
     """A default model's prepared folder, or the name unchanged (a local path or a hub id)."""
     if name in DEFAULT_MODELS:

@@ -14,6 +14,7 @@ import gradio as gr
 import polars as pl
 
 from llmrec.data.schema import LOCALES
+from llmrec.errors import first_line
 from llmrec.models.prepare import DEFAULT_MODELS
 from llmrec.playground.service import MAX_GROUNDED, Answer, Playground, PlaygroundConfig, Rendered, Request
 from llmrec.playground.templates import TemplateText
@@ -135,10 +136,6 @@ def serve(config: PlaygroundConfig, host: str = "127.0.0.1", port: int = 7860, o
 
 def failed(error: Exception) -> list:
     return [f"**Error:** {first_line(error)}", "", "", NO_TITLES, NO_PRODUCTS]
-
-
-def first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def describe(rendered: Rendered, result: Answer | None = None) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datasets
 import polars as pl
 
+from llmrec.config import ConfigError
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.prompts.render import PromptConfig, load_templates, render_prompts
 
-__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset", "split_prompts"]
+__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset", "session_prompt", "split_prompts"]
 
 
 def prompt_dataset(
@@ -30,3 +31,15 @@ def split_prompts(data: AmazonM2, task: int, split: SplitConfig, config: PromptC
     generated titles are grounded to products."""
     task_split = load_task_split(data, task, split)
     return prompt_dataset(task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer)
+
+
+def session_prompt(data: AmazonM2, split: SplitConfig, config: PromptConfig, index: int, tokenizer) -> tuple[dict, int]:
+    """Row `index` of the task 3 split as the model reads it (session_id, locale, prompt and,
+    when labelled, completion), and the prompt's length in the tokenizer's tokens."""
+    task_split = load_task_split(data, 3, split)
+    if not 0 <= index < task_split.sessions.height:
+        raise ConfigError(f"--index {index} is outside the {task_split.sessions.height} sessions of split {split.name}")
+    row = task_split.sessions.slice(index, 1)
+    target = task_split.targets.slice(index, 1) if task_split.targets is not None else None
+    example = prompt_dataset(row, task_split.catalog, config, target, tokenizer)[0]
+    return example, len(tokenizer(example["prompt"])["input_ids"])

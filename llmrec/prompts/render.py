@@ -19,14 +19,15 @@ from llmrec.data.schema import LANGUAGE
 ATTRIBUTES = ("brand", "color", "size", "price")
 CURRENCY = {"UK": "£", "DE": "€", "JP": "¥", "ES": "€", "FR": "€", "IT": "€"}
 TEMPLATE_KEYS = ("header", "item", "footer", "attributes", "unknown")
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 @dataclass
 class PromptConfig:
-    template: str = "prompts/task3.yaml"  # a path; relative ones also resolve against the repository
-    history: int = 5  # K: the last K session items are shown
-    attributes: list[str] = field(default_factory=lambda: ["brand", "color", "size"])
-    max_prompt_tokens: int = 192
+    template: str = "task3"  # a template file, or the name of a shipped one (llmrec/prompts/templates/<name>.yaml)
+    history: int = 4  # K: the last K session items are shown
+    attributes: list[str] = field(default_factory=list)  # any of brand, color, size, price (titles already name brand and colour)
+    max_prompt_tokens: int = 160  # the oldest items are dropped beyond this
     max_title_chars: int = 160  # very long titles are cut
     collapse_repeats: bool = True  # A A B is shown as A B
 
@@ -42,11 +43,13 @@ class Template:
     unknown: str
 
 
-def template_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.exists() or path.is_absolute():
-        return path
-    return Path(__file__).resolve().parents[2] / path
+def template_path(name_or_path: str | Path) -> Path:
+    """A template file: an existing path, or the name of a shipped one (`task3`)."""
+    path = Path(name_or_path)
+    shipped = TEMPLATES / f"{name_or_path}.yaml"
+    if not path.exists() and path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.exists():
+        return shipped
+    return path
 
 
 def load_templates(path: str | Path) -> dict[str, Template]:

@@ -2,12 +2,13 @@
 task 3: the title of a ranked product chosen with the generated titles."""
 
 from llmrec.rank.candidates import CandidateConfig, CandidateSources
-from llmrec.rank.pipeline import RecommendConfig, check_titles, recommend
+from llmrec.rank.pipeline import RankingData, RankReport, RecommendConfig, ranking_data, recommend
 from llmrec.rank.reranker import RerankerConfig
-from llmrec.rank.text import TextConfig, TextSignals, read_titles
-from llmrec.rank.titles import TitleChoiceConfig, choose_titles, ranked_titles
+from llmrec.rank.text import TextConfig, TextSignals, check_titles, read_titles
+from llmrec.rank.titles import TitleChoiceConfig, choose_titles, ranked_titles, recommend_titles
 
 __all__ = [
-    "CandidateConfig", "CandidateSources", "RecommendConfig", "RerankerConfig", "TextConfig", "TextSignals",
-    "TitleChoiceConfig", "check_titles", "choose_titles", "ranked_titles", "read_titles", "recommend",
+    "CandidateConfig", "CandidateSources", "RankReport", "RankingData", "RecommendConfig", "RerankerConfig", "TextConfig",
+    "TextSignals", "TitleChoiceConfig", "check_titles", "choose_titles", "ranked_titles", "ranking_data", "read_titles",
+    "recommend", "recommend_titles",
 ]

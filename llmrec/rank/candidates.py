@@ -15,9 +15,10 @@ from typing import Callable
 
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex, all_events, query_items
-from llmrec.baselines.covisit import CovisitConfig, Covisitation, Weighting, covisitation
+from llmrec.baselines.common import all_events, query_items
+from llmrec.baselines.covisit import Covisitation, CovisitConfig, Weighting, covisitation
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
 MISSING_RANK = 1000  # the rank of a candidate a source did not propose

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from llmrec.baselines.common import ItemIndex
+from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.rank.candidates import MISSING_RANK
 

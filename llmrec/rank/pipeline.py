@@ -24,17 +24,18 @@ import numpy as np
 import polars as pl
 
 from llmrec import io
-from llmrec.baselines.common import ItemIndex, finalize, item_popularity, numbered
+from llmrec.baselines.common import finalize, item_popularity, numbered
 from llmrec.baselines.popularity import PopularityConfig
-from llmrec.config import to_dict
+from llmrec.config import ConfigError, to_dict
 from llmrec.data.dataset import AmazonM2
-from llmrec.data.schema import TASK_LOCALES, TOP_K
+from llmrec.data.item_index import ItemIndex
+from llmrec.data.schema import TOP_K
 from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
 from llmrec.progress import track
 from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSources
 from llmrec.rank.features import FeatureContext, add_features
 from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fusion_scores, training_rows
-from llmrec.rank.text import TextConfig, TextSignals
+from llmrec.rank.text import TextConfig, TextSignals, check_titles
 from llmrec.rank.titles import TitleChoiceConfig
 
 
@@ -107,75 +108,113 @@ def _empty_relation() -> pl.DataFrame:
     return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float32})
 
 
-def recommend(config: RecommendConfig, out: str | Path, titles: pl.DataFrame | None = None, valid_titles: pl.DataFrame | None = None,
-              text: TextSignals | None = None, log: Callable[[str], None] = print) -> tuple[pl.DataFrame, dict]:
-    """Writes the submission `out` (locale, next_item_prediction; session order) and returns
-    it with a report: candidate recall per source, the reranker's training summary, timings.
+@dataclass
+class RankingData:
+    """What `recommend` reads, loaded once by the caller: the sessions to rank, the validation
+    split its reranker learns from when ranking the test split, and further labelled sessions
+    every fold learns from (the held-out sessions past `split.limit`, other tasks' validation
+    sessions for `reranker.transfer_from`)."""
 
-    `titles` are generated titles for the sessions of the split (session_id, locale,
-    candidates), `valid_titles` those of the validation split when ranking the test split;
-    `text` gives text neighbours, text similarity and grounding (None: ids only)."""
+    target: TaskSplit
+    learn: TaskSplit | None = None
+    extra: dict[str, TaskSplit] = field(default_factory=dict)  # name -> labelled split
+
+
+def ranking_data(dataset: AmazonM2, config: RecommendConfig) -> RankingData:
+    """The splits `recommend` needs under `config`, from one dataset."""
     if config.task not in (1, 2):
-        raise ValueError(f"recommend ranks products for tasks 1 and 2, not task {config.task}")
+        raise ConfigError(f"recommend ranks products for tasks 1 and 2, not task {config.task}")
+    target = load_task_split(dataset, config.task, config.split)
+    learn = None
+    budget = config.reranker.max_train_sessions
+    if config.reranker.kind == "lightgbm" and config.split.name == "test":
+        limit = min(config.split.limit or budget, budget)
+        learn = load_task_split(dataset, config.task, dataclasses.replace(config.split, name="valid", limit=limit))
+    extra = {}
+    if config.reranker.kind == "lightgbm":
+        if config.split.name == "valid" and config.split.limit and budget > config.split.limit:
+            offset, limit = config.split.offset + config.split.limit, budget - config.split.limit
+            extra["rest"] = load_task_split(dataset, config.task, dataclasses.replace(config.split, offset=offset, limit=limit))
+        for task in config.reranker.transfer_from:
+            if task not in (1, 2):
+                raise ConfigError(f"reranker.transfer_from: {task} is not a ranking task (1 or 2)")
+            if task != config.task:
+                transfer = dataclasses.replace(config.split, name="valid", offset=0, limit=budget)
+                extra[f"transfer-{task}"] = load_task_split(dataset, task, transfer)
+    return RankingData(target, learn, {name: split for name, split in extra.items() if split.sessions.height})
+
+
+@dataclass
+class RankReport:
+    """What a `recommend` run measured: candidate recall per source (of the ranked sessions
+    when labelled, and of the sessions the reranker learned from), the reranker's training
+    summary (one per fold when cross-fitted) and timings."""
+
+    task: int
+    split: str
+    candidate_recall: dict | None = None
+    train_candidate_recall: dict | None = None
+    extra_training: dict[str, dict] = field(default_factory=dict)  # name -> candidate recall of those sessions
+    reranker: dict | list[dict] | None = None
+    seconds_training: float = 0.0
+    seconds_ranking: float = 0.0
+    seconds: float = 0.0
+    sessions_per_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        report = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "extra_training"}
+        if self.extra_training:
+            report["extra_training"] = {name: {"train_candidate_recall": recall} for name, recall in self.extra_training.items()}
+        return report
+
+
+def recommend(config: RecommendConfig, data: RankingData, out: str | Path, titles: pl.DataFrame | None = None,
+              valid_titles: pl.DataFrame | None = None, text: TextSignals | None = None,
+              log: Callable[[str], None] = print) -> tuple[pl.DataFrame, RankReport]:
+    """Writes the submission `out` (locale, next_item_prediction; session order) and returns
+    it with a report.
+
+    `titles` are generated titles for the sessions of `data.target` (session_id, locale,
+    candidates), `valid_titles` those of `data.learn` when ranking the test split; `text`
+    gives text neighbours, text similarity and grounding (None: ids only)."""
     out = Path(out)
     started = time.perf_counter()
-    dataset = AmazonM2(Path(config.data))
-    target_split = load_task_split(dataset, config.task, config.split)
-    for name, frame, split in (("--titles", titles, target_split), ("--valid-titles", valid_titles, None)):
-        if frame is not None and split is not None:
-            check_titles(frame, split, name)
+    if titles is not None:
+        check_titles(titles, data.target, "--titles")
+    if data.learn is not None:
+        if valid_titles is not None:
+            check_titles(valid_titles, data.learn, "--valid-titles", allow_extra=True)
+        elif titles is not None and config.candidates.grounded_top:
+            raise ConfigError("--split test with --titles needs --valid-titles too: the reranker learns from the validation "
+                              "sessions' grounded titles")
     work = out.with_name(out.name + ".work")
     io.claim_folder(work, _settings(config, titles, valid_titles))
-    report: dict = {"task": config.task, "split": config.split.name}
+    report = RankReport(task=config.task, split=config.split.name)
+    extra = None
+    if config.reranker.kind == "lightgbm" and data.extra:
+        extra, report.extra_training = _extra_training(data.extra, config, text, work, log)
     model = None
-    if config.reranker.kind == "lightgbm" and config.split.name == "test":
-        limit = min(config.split.limit or config.reranker.max_train_sessions, config.reranker.max_train_sessions)
-        valid_split = load_task_split(dataset, config.task, dataclasses.replace(config.split, name="valid", limit=limit))
-        if valid_titles is not None:
-            check_titles(valid_titles, valid_split, "--valid-titles", allow_extra=True)
-        elif titles is not None and config.candidates.grounded_top:
-            raise ValueError("--split test with --titles needs --valid-titles too: the reranker learns from the validation sessions' grounded titles")
-        state = prepare_split(valid_split, config, valid_titles, text, log)
-        train = _training_rows(state, config, work / "train", report, log)
-        model = LightGBMRanker(config.reranker).fit(_extra_training(train, dataset, config, text, work, report, log))
-        report["reranker"] = model.report
+    if data.learn is not None:
+        state = prepare_split(data.learn, config, valid_titles, text, log)
+        train, report.train_candidate_recall = _training_rows(state, config, work / "train")
+        model = LightGBMRanker(config.reranker).fit(_with_extra(train, extra))
+        report.reranker = model.report
         del state, train
-    report["seconds_training"] = round(time.perf_counter() - started, 1)
-    state = prepare_split(target_split, config, titles, text, log)
+    report.seconds_training = round(time.perf_counter() - started, 1)
+    state = prepare_split(data.target, config, titles, text, log)
     if config.reranker.kind == "lightgbm" and config.split.name == "valid":
-        lists = _cross_fitted(state, config, work / "valid", report, log, lambda train: _extra_training(train, dataset, config, text, work, report, log))
+        lists, report.candidate_recall, report.reranker = _cross_fitted(state, config, work / "valid", extra, log)
     else:
-        lists = _ranked(state, config, model, work / "test", report, log)
+        lists, report.candidate_recall = _ranked(state, config, model, work / "test")
     io.write_parquet(lists, out)
     if model is not None:
         model.save(out.with_name(out.name.split(".")[0] + ".lgb.txt"))
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    report["sessions_per_s"] = round(lists.height / max(report["seconds"], 1e-9), 1)
-    report["seconds_ranking"] = round(report["seconds"] - report["seconds_training"], 1)
+    report.seconds = round(time.perf_counter() - started, 1)
+    report.sessions_per_s = round(lists.height / max(report.seconds, 1e-9), 1)
+    report.seconds_ranking = round(report.seconds - report.seconds_training, 1)
     return lists, report
-
-
-def check_titles(titles: pl.DataFrame, split: TaskSplit, name: str, allow_extra: bool = False) -> None:
-    """The titles must be those of this split's sessions: same session ids, same locales
-    (`allow_extra`: titles of other sessions of the same task may come along, and are unused)."""
-    missing = [c for c in ("session_id", "locale", "candidates") if c not in titles.columns]
-    if missing:
-        raise ValueError(f"{name}: missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)")
-    unknown = titles.filter(~pl.col("locale").is_in(list(TASK_LOCALES[split.task])))
-    if unknown.height:
-        raise ValueError(f"{name}: row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task {split.task}'s {', '.join(TASK_LOCALES[split.task])}")
-    sessions = split.sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String))
-    joined = titles.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String).alias("titles_locale")).join(sessions, on="session_id", how="left")
-    foreign = joined.filter(pl.col("locale").is_null() | (pl.col("locale") != pl.col("titles_locale")))
-    if allow_extra:
-        foreign = foreign.filter(pl.col("locale").is_not_null())
-    if foreign.height:
-        raise ValueError(f"{name}: session {int(foreign['session_id'][0])} is not a session of task {split.task}'s {split.split} split (titles written for other sessions?)")
-    covered = sessions.join(titles.select(pl.col("session_id").cast(pl.Int64)), on="session_id", how="semi").height
-    if covered < sessions.height:
-        raise ValueError(f"{name}: titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for all (`llmrec generate --task {split.task} --split {split.split}`)")
 
 
 def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
@@ -183,22 +222,24 @@ def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
     settings.pop("keep_work")
     settings.pop("chunk_size")  # chunks are keyed by their size below
     for name, frame in (("titles", titles), ("valid_titles", valid_titles)):
-        settings[f"{name}_sha256"] = None if frame is None else hashlib.sha256(frame.select("session_id", "candidates").write_ipc(None).getvalue()).hexdigest()
+        digest = None if frame is None else hashlib.sha256(frame.select("session_id", "candidates").write_ipc(None).getvalue()).hexdigest()
+        settings[f"{name}_sha256"] = digest
     return settings
 
 
-def _chunks(state: SplitState, config: RecommendConfig, folder: Path, label: str, compute: Callable[[pl.DataFrame], pl.DataFrame]) -> list[Path]:
+def _chunks(state: SplitState, config: RecommendConfig, folder: Path, label: str,
+            compute: Callable[[pl.DataFrame], pl.DataFrame]) -> list[Path]:
     """Each chunk's frame from `compute`, written once to `folder`; existing chunks are reused."""
     size = config.chunk_size
-    paths = [folder / f"chunk-{size}-{k:05d}.parquet" for k in range((state.queries.height + size - 1) // size)]
-    todo = [k for k, path in enumerate(paths) if not path.exists()]
-    for k in track(todo, label, total=len(todo)):
-        io.write_parquet(compute(state.queries.slice(k * size, size)), paths[k])
+    paths = [folder / f"chunk-{size}-{chunk:05d}.parquet" for chunk in range((state.queries.height + size - 1) // size)]
+    todo = [chunk for chunk, path in enumerate(paths) if not path.exists()]
+    for chunk in track(todo, label, total=len(todo)):
+        io.write_parquet(compute(state.queries.slice(chunk * size, size)), paths[chunk])
     return paths
 
 
-def _training_rows(state: SplitState, config: RecommendConfig, folder: Path, report: dict, log) -> pl.DataFrame:
-    """Sampled training rows of every labelled session of `state`, with candidate recall."""
+def _training_rows(state: SplitState, config: RecommendConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+    """Sampled training rows of every labelled session of `state`, and its candidate recall."""
     recall = _Recall(state.sources.names)
 
     def compute(chunk: pl.DataFrame) -> pl.DataFrame:
@@ -207,93 +248,82 @@ def _training_rows(state: SplitState, config: RecommendConfig, folder: Path, rep
     paths = _chunks(state, config, folder, "reranker training features", compute)
     rows = pl.concat([pl.read_parquet(p) for p in paths])
     recall.add(rows, state.queries)
-    report["train_candidate_recall"] = recall.result()
-    return rows
+    return rows, recall.result()
 
 
-def _extra_training(train: pl.DataFrame, dataset: AmazonM2, config: RecommendConfig, text, work: Path, report: dict, log) -> pl.DataFrame:
-    """`train` plus training rows of other labelled sessions, in fold -1 so every fold learns
-    from them: the held-out sessions past `split.limit` when only the first ones are scored
-    (a 500-session quick run still learns from thousands), and the validation sessions of
-    `reranker.transfer_from` tasks (e.g. UK/DE/JP for task 2). Their queries are offset past
-    the task's own. Sources they lack (grounded titles: generated only for the scored sessions)
-    stay null, which LightGBM treats as unknown rather than as "not proposed"."""
-    budget = config.reranker.max_train_sessions
-    extra = []
-    if config.split.name == "valid" and config.split.limit and budget > config.split.limit:
-        extra.append((config.task, dataclasses.replace(config.split, offset=config.split.offset + config.split.limit, limit=budget - config.split.limit), "rest"))
-    for task in config.reranker.transfer_from:
-        if task not in (1, 2):
-            raise ValueError(f"reranker.transfer_from: {task} is not a ranking task (1 or 2)")
-        if task == config.task:
-            continue
-        extra.append((task, dataclasses.replace(config.split, name="valid", offset=0, limit=budget), f"transfer-{task}"))
-    parts = [train]
-    for number, (task, split_config, name) in enumerate(extra, start=1):
-        split = load_task_split(dataset, task, split_config)
-        if not split.sessions.height:
-            continue
-        state = prepare_split(split, dataclasses.replace(config, task=task), None, text, log)
-        rows = _training_rows(state, config, work / name, report.setdefault("extra_training", {}).setdefault(name, {}), log)
-        parts.append(rows.with_columns((pl.col("query").cast(pl.UInt64) + number * 10**8).alias("query"), pl.lit(-1, dtype=pl.Int8).alias("fold")))
-    if len(parts) == 1:
+def _extra_training(extra: dict[str, TaskSplit], config: RecommendConfig, text: TextSignals | None, work: Path,
+                    log: Callable[[str], None]) -> tuple[pl.DataFrame, dict[str, dict]]:
+    """Training rows of the extra labelled splits, in fold -1 so every fold learns from them,
+    with their candidate recall. Their queries are offset past the task's own. Sources they
+    lack (grounded titles: generated only for the scored sessions) stay null, which LightGBM
+    treats as unknown rather than as "not proposed"."""
+    parts, recalls = [], {}
+    for number, (name, split) in enumerate(extra.items(), start=1):
+        state = prepare_split(split, dataclasses.replace(config, task=split.task), None, text, log)
+        rows, recalls[name] = _training_rows(state, config, work / name)
+        offset = (pl.col("query").cast(pl.UInt64) + number * 10**8).alias("query")
+        parts.append(rows.with_columns(offset, pl.lit(-1, dtype=pl.Int8).alias("fold")))
+    return pl.concat(parts, how="diagonal_relaxed"), recalls
+
+
+def _with_extra(train: pl.DataFrame, extra: pl.DataFrame | None) -> pl.DataFrame:
+    """`train` plus the extra splits' rows (same columns, query order)."""
+    if extra is None:
         return train
-    merged = pl.concat([p.with_columns(pl.col("query").cast(pl.UInt64)) for p in parts], how="diagonal_relaxed")
+    merged = pl.concat([train.with_columns(pl.col("query").cast(pl.UInt64)), extra], how="diagonal_relaxed")
     return merged.select(train.columns).sort("query", "item")
 
 
-def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, report: dict, log, extend: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
-    """Validation sessions ranked fold by fold, each by a model trained on the other folds."""
+def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, extra: pl.DataFrame | None,
+                  log: Callable[[str], None]) -> tuple[pl.DataFrame, dict, list[dict]]:
+    """Validation sessions ranked fold by fold, each by a model trained on the other folds:
+    the lists, the candidate recall and each fold's training summary."""
     folds = config.reranker.folds
     if folds < 2:
-        raise ValueError("reranker.folds must be at least 2 on the validation split (a model never ranks the sessions it learned from)")
+        raise ConfigError("reranker.folds must be at least 2 on the validation split (a model never ranks the sessions it learned from)")
     fold_of = state.queries.select("query", (pl.col("session_id").hash(config.reranker.seed) % folds).cast(pl.Int8).alias("fold"))
     paths = _chunks(state, config, folder, "candidates and features", lambda chunk: state.features(chunk).join(fold_of, on="query"))
     recall = _Recall(state.sources.names)
     train = []
-    for k, path in enumerate(paths):
+    for chunk, path in enumerate(paths):
         frame = pl.read_parquet(path)
-        recall.add(frame, state.queries.slice(k * config.chunk_size, config.chunk_size))
+        recall.add(frame, state.queries.slice(chunk * config.chunk_size, config.chunk_size))
         train.append(training_rows(frame, config.reranker))
-    report["candidate_recall"] = recall.result()
-    train = extend(pl.concat(train))
-    models, report["reranker"] = [], []
+    train = _with_extra(pl.concat(train), extra)
+    models = []
     for fold in range(folds):
         log(f"training the reranker for fold {fold + 1} of {folds}")
-        model = LightGBMRanker(config.reranker).fit(train.filter(pl.col("fold") != fold))
-        models.append(model)
-        report["reranker"].append(model.report)
+        models.append(LightGBMRanker(config.reranker).fit(train.filter(pl.col("fold") != fold)))
     lists = []
-    for path, k in zip(paths, track(range(len(paths)), "ranking", total=len(paths))):
+    for path, chunk in zip(paths, track(range(len(paths)), "ranking", total=len(paths))):
         frame = pl.read_parquet(path)
         scores = np.zeros(frame.height)
         for fold, model in enumerate(models):
             rows = (frame["fold"] == fold).to_numpy()
             if rows.any():
                 scores[rows] = model.score(frame.filter(pl.Series(rows)))
-        lists.append(_top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), k, config))
-    return pl.concat(lists)
+        lists.append(_top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config))
+    return pl.concat(lists), recall.result(), [model.report for model in models]
 
 
-def _ranked(state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path, report: dict, log) -> pl.DataFrame:
-    """Every chunk ranked by `model` (or fused without one); ranked lists are the saved chunks."""
+def _ranked(state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path) -> tuple[pl.DataFrame, dict | None]:
+    """Every chunk ranked by `model` (or fused without one), and the candidate recall when the
+    sessions are labelled; ranked lists are the saved chunks."""
     recall = _Recall(state.sources.names)
     labelled = state.queries["target"].null_count() < state.queries.height
 
-    def compute(chunk: pl.DataFrame) -> pl.DataFrame:
-        frame = state.features(chunk)
+    def compute(queries: pl.DataFrame) -> pl.DataFrame:
+        frame = state.features(queries)
         if labelled:
-            recall.add(frame, chunk)
+            recall.add(frame, queries)
         scores = model.score(frame) if model is not None else fusion_scores(frame, config.reranker)
-        k = int(chunk["query"][0]) // config.chunk_size
-        return _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), k, config).with_columns(
-            pl.lit(k).alias("chunk")
-        )
+        chunk = int(queries["query"][0]) // config.chunk_size
+        ranked = _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config)
+        return ranked.with_columns(pl.lit(chunk).alias("chunk"))
 
     paths = _chunks(state, config, folder, "candidates, features, ranking", compute)
-    if labelled:
-        report["candidate_recall"] = recall.result()
-    return pl.concat([pl.read_parquet(p) for p in paths]).drop("chunk")
+    lists = pl.concat([pl.read_parquet(p) for p in paths]).drop("chunk")
+    return lists, recall.result() if labelled else None
 
 
 def _top_k(state: SplitState, scored: pl.DataFrame, chunk: int, config: RecommendConfig) -> pl.DataFrame:

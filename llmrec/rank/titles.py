@@ -16,6 +16,7 @@ import polars as pl
 from llmrec.baselines import BaselineConfig, make_recommender, recommend
 from llmrec.data.split import TaskSplit, titles_of
 from llmrec.generate.mbr import mbr_titles
+from llmrec.rank.text import check_titles
 
 
 @dataclass
@@ -63,3 +64,13 @@ def choose_titles(split: TaskSplit, choices: list[list[str]], generated: pl.Data
     for i, title in zip(rows, picked):
         titles[i] = title
     return pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
+
+
+def recommend_titles(split: TaskSplit, generated: pl.DataFrame | None, config: TitleChoiceConfig,
+                     baselines: BaselineConfig) -> pl.DataFrame:
+    """`llmrec recommend --task 3`: the task 3 submission of the split's sessions, each title
+    one of the ranker's top products' titles, picked with the generated titles (if any) as
+    evidence."""
+    if generated is not None:
+        check_titles(generated, split, "--titles")
+    return choose_titles(split, ranked_titles(split, config, baselines), generated, config)

@@ -15,7 +15,6 @@ import numpy as np
 import polars as pl
 
 from llmrec.retrieve.embed import Encoder, EncoderConfig, LocaleEmbeddings, embed_catalog, embeddings_folder
-from llmrec.retrieve.ground import GroundConfig
 from llmrec.retrieve.index import IndexConfig, VectorIndex, index_cache_name
 
 SEARCH_BATCH = 4096  # query vectors per faiss call
@@ -31,7 +30,6 @@ class RetrieveConfig:
     # generated titles are always queries
     catalog_role: Literal["query", "document"] = "document"
     index: IndexConfig = field(default_factory=IndexConfig)
-    ground: GroundConfig = field(default_factory=GroundConfig)
     cache_dir: str | None = None  # embeddings and built indexes; None: <llmrec cache>/embeddings
 
 

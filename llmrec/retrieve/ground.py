@@ -25,15 +25,13 @@ Popularity re-orders the products retrieved by similarity; it does not search th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import polars as pl
 
 from llmrec.progress import track
-
-if TYPE_CHECKING:
-    from llmrec.retrieve.catalog import CatalogIndex
+from llmrec.retrieve.catalog import CatalogIndex
 
 
 @dataclass
@@ -69,7 +67,7 @@ def ground_titles(catalog: CatalogIndex, titles: pl.DataFrame, sessions: pl.Data
     `next_item_title` counts as one candidate per session). `sessions`: `session_id`,
     `prev_items`, the items never returned. `popularity`: (`locale`, `id`, `count`), needed
     when gamma > 0. Sessions without a non-empty title get no rows."""
-    config = config or catalog.config.ground
+    config = config or GroundConfig()
     candidates = candidate_titles(titles, config.temperature)
     catalog.check_locales(titles["locale"], "titles")
     if titles["session_id"].is_duplicated().any():

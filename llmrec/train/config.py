@@ -1,4 +1,4 @@
-"""The task 3 recipe's settings (configs/task3.yaml): model, data, prompts, LoRA, training."""
+"""The task 3 settings (the shipped recipe: llmrec/configs/task3.yaml): model, data, prompts, LoRA, training."""
 
 from __future__ import annotations
 

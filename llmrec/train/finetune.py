@@ -127,7 +127,7 @@ def continue_adapter(model, model_path: str, adapter: str):
     over the config's."""
     from peft import PeftModel
 
-    from llmrec.generate.base import check_adapter
+    from llmrec.models.adapters import check_adapter
 
     check_adapter(model_path, adapter)
     return PeftModel.from_pretrained(model, adapter, is_trainable=True)

@@ -1,0 +1,37 @@
+"""What the verbs share: the console (recorded, so each run's log can be saved beside its
+output), printing metrics, and the end of a run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from llmrec.cli.tables import metrics_table
+from llmrec.runs import finish_run
+
+out = Console(width=None if sys.stdout.isatty() else 180, record=True)  # wide tables when piped; recorded for the run log
+OVERRIDES_HELP = "key=value overrides of the config, e.g. split.limit=1000"
+
+
+def log(line: str) -> None:
+    out.print(line, highlight=False)
+
+
+def show_metrics(metrics: dict | None, title: str) -> dict | None:
+    """Prints a metrics table (when there are metrics) and passes them on."""
+    if metrics is not None:
+        out.print(metrics_table(metrics, title))
+    return metrics
+
+
+def finish(out_file: Path, run, report: dict) -> None:
+    """The resolved config, the report and this command's log, beside the output."""
+    finish_run(out_file, run, report, out.export_text(clear=False))
+
+
+def given(**options) -> list[str]:
+    """`key=value` overrides for the command-line options that were given (`split__name` is
+    the key `split.name`); options left at None are not given."""
+    return [f"{key.replace('__', '.')}={value}" for key, value in options.items() if value is not None]

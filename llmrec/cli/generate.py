@@ -1,0 +1,44 @@
+"""`llmrec generate`: next-product titles from an LLM, with vLLM or HF generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from llmrec.cli.common import finish, given, log, out, show_metrics
+
+
+def generate(
+    task: int = typer.Option(3, "--task", min=1, max=3, help="3: the submission; 1, 2: titles of those tasks' sessions, to ground."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="vllm | hf (default: the config's generate.backend)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Base model (default: the config's model)."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter folder from `llmrec finetune`."),
+    data: Optional[Path] = typer.Option(None, "--data"),
+    split: str = typer.Option("valid", "--split"),
+    phase: int = typer.Option(1, "--phase", min=1, max=2, help="Competition phase of the test files."),
+    out_file: Path = typer.Option(..., "--out", help="Parquet: session_id, locale, next_item_title, candidates."),
+    config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. generate.decoding=beam generate.num_candidates=4"),
+) -> None:
+    """Generate next-product titles (n candidates with scores) with vLLM or HF generate.
+
+    Example: llmrec generate --task 3 --backend vllm --adapter runs/task3/adapter --data data/synth-small --split valid --out runs/titles.parquet
+    """
+    from llmrec.config import load_config
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import load_task_split
+    from llmrec.evaluate import score_split
+    from llmrec.generate import titles_for_tasks
+    from llmrec.train.config import Task3Config
+
+    named = given(split__name=split, split__phase=phase, data=data, model=model, generate__backend=backend, split__limit=limit or None)
+    run = load_config(Task3Config, config, [*(overrides or []), *named])
+    dataset = AmazonM2(Path(run.data))
+    adapter_folder = str(adapter) if adapter else None
+    titles, throughput = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log)[task]
+    out.print(f"wrote {out_file} ({titles.height} sessions)")
+    metrics = score_split(3, titles, load_task_split(dataset, 3, run.split), str(out_file)) if task == 3 else None
+    finish(out_file, run, {"throughput": throughput, "metrics": show_metrics(metrics, f"task 3: {out_file}")})
