@@ -18,14 +18,11 @@ from typing import Any, TypeVar
 import yaml
 
 from llmrec import io
-from llmrec.errors import UserError
+from llmrec.errors import ConfigError
 
 T = TypeVar("T")
 SHIPPED = Path(__file__).parent / "configs"
-
-
-class ConfigError(UserError):
-    pass
+__all__ = ["ConfigError", "SHIPPED", "find_config", "load_config", "save_config", "shipped_configs", "to_dict"]
 
 
 def shipped_configs() -> list[str]:

@@ -91,13 +91,14 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
     """Finetune (or reuse) the LoRA adapter, then generate titles for the sessions of tasks 3, 1
     and 2 with one engine; task 3's are scored as a submission."""
     from llmrec.generate import titles_for_tasks
-    from llmrec.train.finetune import latest_checkpoint
+    from llmrec.train.finetune import check_run_folder, latest_checkpoint
     from llmrec.train.recipe import finetune_recipe
 
     out = Path(config.out)
     task3 = dataclasses.replace(config.task3, data=str(config.data_dir), split=config.split,
                                 train=dataclasses.replace(config.task3.train, out=str(out / "task3")))
     adapter = Path(task3.train.out) / "adapter"
+    check_run_folder(Path(task3.train.out), task3)  # an adapter trained with other settings is never reused
     if not adapter.exists():
         console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps")
         finetune_recipe(task3, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)

@@ -55,7 +55,7 @@ def write_report(run_dir: str | Path) -> Path:
     """Writes `run_dir/report.html` and the plots as `run_dir/report/*.png`; returns the page's path."""
     run = Path(run_dir)
     if not run.is_dir():
-        raise FileNotFoundError(f"{run}: run folder not found")
+        raise ConfigError(f"{run}: run folder not found")
     plots = run / "report"
     sections = [
         data_section(run),

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from llmrec import io
-from llmrec.config import load_config, save_config
+from llmrec.config import load_config, save_config, to_dict
 from llmrec.data.split import SplitConfig
 
 
@@ -44,6 +44,48 @@ def saved_split(config_file: str | Path, **changes) -> tuple[str | None, SplitCo
     split = {k: v for k, v in (saved.get("split") or {}).items() if k not in changes}
     overrides = [f"{k}={json.dumps(v)}" for k, v in {**split, **changes}.items()]
     return saved.get("data"), load_config(SplitConfig, None, overrides)
+
+
+def trained_settings(adapter: str | Path) -> dict[str, object]:
+    """What an adapter was trained with, from the config.yaml finetuning writes beside
+    `adapter/`: `model`, `prompt.*` and the split's `valid_fraction` and `seed` (empty without
+    one). A prompt laid out unlike the training prompts gives worse titles, and another split
+    seed puts the adapter's training sessions among the sessions scored."""
+    path = Path(adapter).parent / "config.yaml"
+    if not path.exists():
+        return {}
+    trained = io.read_yaml(path)
+    settings = {f"prompt.{key}": value for key, value in (trained.get("prompt") or {}).items()}
+    settings |= {f"split.{key}": trained["split"][key] for key in ("valid_fraction", "seed") if key in (trained.get("split") or {})}
+    return settings | ({"model": trained["model"]} if "model" in trained else {})
+
+
+def overrides_of(settings: dict[str, object]) -> list[str]:
+    """`key=value` overrides (values as JSON, which YAML reads back) of flat dotted settings."""
+    return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+
+
+def departures(settings: dict[str, object], config) -> list[str]:
+    """The dotted settings whose value in `config` (a config dataclass) differs:
+    `key: trained X, now Y`."""
+    found = []
+    for key, value in settings.items():
+        current = to_dict(config)
+        for part in key.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if current != value:
+            found.append(f"{key}: trained {value!r}, now {current!r}")
+    return found
+
+
+def titles_departures(titles: str | Path, split: SplitConfig) -> list[str]:
+    """How the split settings `titles` were generated with (its saved config; none: nothing
+    to compare) differ from `split` in what decides which sessions are held out."""
+    saved = config_path_for(titles)
+    if not saved.exists():
+        return []
+    generated = saved_split(saved)[1]
+    return departures({key: getattr(generated, key) for key in ("valid_fraction", "seed")}, split)
 
 
 def predictions_file(run: str | Path, task: int, method: str) -> Path:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmrec.baselines import BaselineConfig, run_baseline
 from llmrec.cli.main import main
@@ -115,3 +118,60 @@ def test_unknown_baseline_is_a_one_line_error(tiny_data, tmp_path, capsys):
         main(["baseline", "random", "--task", "1", "--data", str(tiny_data), "--out", str(tmp_path / "x.parquet")])
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown baseline 'random'") and len(err.splitlines()) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), min_size=1, max_size=30), seed=st.integers(0, 10_000))
+def test_a_scored_candidate_always_outranks_the_fill(scores, seed):
+    """Whatever the reranker's scores (unbounded, negative included), every scored candidate
+    comes before every popularity fill item, candidates best first, ties by item code."""
+    from llmrec.baselines.common import finalize
+    from llmrec.data.item_index import ItemIndex
+    from llmrec.data.schema import LOCALE_DTYPE
+
+    rng = np.random.default_rng(seed)
+    n_items, k = 60, 40
+    ids = [f"B{i:09d}" for i in range(n_items)]
+    index = ItemIndex(pl.DataFrame({"code": np.arange(n_items, dtype=np.uint32), "locale": ["UK"] * n_items, "id": ids},
+                                   schema_overrides={"locale": LOCALE_DTYPE}))
+    session = rng.choice(n_items, 3, replace=False)
+    queries = pl.DataFrame({"query": [0], "locale": ["UK"], "prev_items": [[ids[i] for i in session]]},
+                           schema_overrides={"query": pl.UInt32, "locale": LOCALE_DTYPE})
+    candidates = rng.choice(n_items, len(scores), replace=False)
+    scored = pl.DataFrame({"query": np.zeros(len(scores), dtype=np.uint32), "item": candidates.astype(np.uint32), "score": scores})
+    popular = pl.DataFrame({"locale": ["UK"] * n_items, "item": rng.permutation(n_items).astype(np.uint32),
+                            "score": np.linspace(100, 1, n_items)}, schema_overrides={"locale": LOCALE_DTYPE})
+    ranked = finalize(queries, index, scored, popular, k)["next_item_prediction"][0].to_list()
+    expected = (scored.filter(~pl.col("item").is_in(session.astype(np.uint32).tolist()))
+                .sort(["score", "item"], descending=[True, False])["item"].to_list())[:k]
+    assert ranked[: len(expected)] == [ids[i] for i in expected]
+    assert len(ranked) == k and len(set(ranked)) == k and not set(ranked) & {ids[i] for i in session}
+
+
+def test_an_internal_error_keeps_its_traceback(tiny_data, tmp_path, monkeypatch):
+    """Only user errors (settings, malformed input) print as one line: a ValueError from a bug
+    must surface with its traceback, not be mistaken for the user's fault."""
+    import llmrec.baselines
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.setattr(llmrec.baselines, "run_baseline", broken)
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        main(["baseline", "covisit", "--task", "1", "--data", str(tiny_data), "--out", str(tmp_path / "x.parquet")])
+
+
+def test_popularity_and_covisitation_do_not_depend_on_session_order(tiny_data):
+    """Scores summed in another order (other threads, another file order) must not move by a
+    rounding error: that reorders tied items from one run to the next."""
+    from llmrec.baselines.common import all_events, item_popularity
+    from llmrec.baselines.covisit import CovisitConfig, covisitation
+    from llmrec.data.item_index import ItemIndex
+
+    split = load_task_split(AmazonM2(tiny_data), 2, SplitConfig())
+    shuffled = TaskSplit(**{**split.__dict__, "history": split.history.sample(fraction=1.0, shuffle=True, seed=3)})
+    index = ItemIndex.from_split(split)
+    for one, other in ((split, shuffled),):
+        assert item_popularity(one, index, 1.0, 0.1).equals(item_popularity(other, index, 1.0, 0.1))
+        table = covisitation(all_events(one, index), CovisitConfig())
+        assert table.sort("a", "b").equals(covisitation(all_events(other, index), CovisitConfig()).sort("a", "b"))

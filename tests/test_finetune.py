@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 from llmrec.config import load_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split, titles_of
+from llmrec.errors import ConfigError
 from llmrec.models.adapters import export_merged
 from llmrec.prompts import PromptConfig, prompt_dataset
 from llmrec.train.config import Task3Config
@@ -100,11 +101,13 @@ def test_qlora_nf4_steps_reduce_the_loss(tiny_model, examples, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_model, examples, tmp_path):
+    """With dropout on: the checkpoint carries the random state, so the resumed steps drop the
+    same units as the uninterrupted run's."""
     from safetensors.torch import load_file
 
     train, valid = examples
     straight = tmp_path / "straight"
-    finetune(run_config(tiny_model, straight, "train.max_steps=4", "train.save_every=2"), str(tiny_model), train, valid, log=lambda _: None)
+    finetune(run_config(tiny_model, straight, "train.max_steps=4", "train.save_every=2", "lora.dropout=0.1"), str(tiny_model), train, valid, log=lambda _: None)
     broken = tmp_path / "broken"
 
     def crash_at_step_3(line: str) -> None:  # after the step-2 checkpoint, before step 3's
@@ -112,11 +115,11 @@ def test_interrupted_run_resumes_to_the_same_adapter(tiny_model, examples, tmp_p
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        finetune(run_config(tiny_model, broken, "train.max_steps=4", "train.save_every=2"), str(tiny_model), train, valid, log=crash_at_step_3)
+        finetune(run_config(tiny_model, broken, "train.max_steps=4", "train.save_every=2", "lora.dropout=0.1"), str(tiny_model), train, valid, log=crash_at_step_3)
     assert not (broken / "adapter").exists()
-    with pytest.raises(FileExistsError, match="pass --resume"):
+    with pytest.raises(ConfigError, match="pass --resume"):
         finetune(run_config(tiny_model, broken, "train.max_steps=4"), str(tiny_model), train, valid, log=lambda _: None)
-    metrics = finetune(run_config(tiny_model, broken, "train.max_steps=4", "train.save_every=2"), str(tiny_model), train, valid, resume=True, log=lambda _: None)
+    metrics = finetune(run_config(tiny_model, broken, "train.max_steps=4", "train.save_every=2", "lora.dropout=0.1"), str(tiny_model), train, valid, resume=True, log=lambda _: None)
     assert metrics["step"] == 4
     a = load_file(straight / "adapter" / "adapter_model.safetensors")
     b = load_file(broken / "adapter" / "adapter_model.safetensors")
@@ -143,7 +146,14 @@ def test_cli_finetune_generate_evaluate_export(tiny_model, tiny_data, tmp_path, 
     assert (run / "adapter" / "adapter_config.json").exists() and "adapter:" in capsys.readouterr().out
     titles = tmp_path / "titles.parquet"
     main(["generate", "--task", "3", "--backend", "hf", "--adapter", str(run / "adapter"), "--data", str(tiny_data), "--limit", "5",
-          "--out", str(titles), *common])
+          "--out", str(titles), "generate.max_new_tokens=6"])  # model, prompt and split: the adapter's
+    saved = load_config(Task3Config, tmp_path / "titles.config.yaml")
+    assert saved.prompt.history == 2 and saved.model == str(tiny_model) and "warning" not in capsys.readouterr().out
+    main(["generate", "--task", "3", "--backend", "hf", "--adapter", str(run / "adapter"), "--data", str(tiny_data), "--limit", "2",
+          "--out", str(tmp_path / "other.parquet"), "prompt.history=3", "split.seed=1", "generate.max_new_tokens=6"])
+    printed = capsys.readouterr().out
+    assert "prompt.history: trained 2, now 3" in printed and "split.seed: trained 0, now 1" in printed
+    assert "sessions this split holds out" in printed
     frame = pl.read_parquet(titles)
     assert frame.columns == ["session_id", "locale", "next_item_title", "candidates"] and frame.height == 5
     report = json.loads((tmp_path / "titles.report.json").read_text())
@@ -196,7 +206,7 @@ def test_lora_on_chosen_layers_only(tiny_model, examples, tmp_path):
 
     train, valid = examples
     run = tmp_path / "top"
-    finetune(run_config(tiny_model, run, "train.max_steps=2", "lora.layers=[1]"), str(tiny_model), train.select(range(8)), valid, log=lambda _: None)
+    finetune(run_config(tiny_model, run, "train.max_steps=2", "lora.layers=[1]", "lora.num_layers=2"), str(tiny_model), train.select(range(8)), valid, log=lambda _: None)
     keys = load_file(run / "adapter" / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
 
@@ -210,8 +220,33 @@ def test_finetune_by_config_name_from_any_folder_uses_the_shipped_recipe(tiny_mo
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     overrides = [f"model={tiny_model}", f"data={tiny_data}", f"train.out={out}", "train.max_steps=1", "train.eval_sessions=2",
-                 "lora.layers=[1]", "generate.max_new_tokens=4"]
+                 "lora.layers=[1]", "lora.num_layers=2", "generate.max_new_tokens=4"]
     main(["finetune", "--task", "3", "--config", "task3", *overrides])
     saved = load_config(Task3Config, out / "config.yaml")
     assert saved == load_config(Task3Config, SHIPPED / "task3.yaml", overrides)
     assert to_dict(saved) != to_dict(load_config(Task3Config, None, overrides))  # the recipe really departs from the defaults
+
+
+def test_a_run_folder_is_only_continued_with_its_own_settings(tiny_model, examples, tmp_path):
+    """Resuming (or the demo reusing an adapter) with settings that change the weights is
+    refused with one line; settings that only change logging or saving may differ."""
+    from llmrec.train.finetune import check_run_folder
+
+    train, valid = examples
+    run = tmp_path / "run"
+    finetune(run_config(tiny_model, run, "train.max_steps=2", "train.save_every=1"), str(tiny_model), train, valid, log=lambda _: None)
+    check_run_folder(run, run_config(tiny_model, run, "train.max_steps=2", "train.save_every=5", "train.log_every=3"))
+    with pytest.raises(ConfigError, match=r"other settings \(train.lr: 0.02 there, 0.01 now\)"):
+        check_run_folder(run, run_config(tiny_model, run, "train.max_steps=2", "train.lr=0.01"))
+    with pytest.raises(ConfigError, match="other settings"):
+        finetune(run_config(tiny_model, run, "train.max_steps=4", "lora.r=4"), str(tiny_model), train, valid, resume=True, log=lambda _: None)
+
+
+def test_layer_subsets_fit_only_the_model_they_were_chosen_for(tiny_model, examples, tmp_path):
+    train, valid = examples
+    with pytest.raises(ConfigError, match=r"chosen for a model of 18 layers .* has 2"):
+        finetune(run_config(tiny_model, tmp_path / "a", "lora.layers=[9,10]", "lora.num_layers=18"), str(tiny_model), train, valid)
+    with pytest.raises(ConfigError, match="does not state"):
+        finetune(run_config(tiny_model, tmp_path / "b", "lora.layers=[1]"), str(tiny_model), train, valid)
+    finetune(run_config(tiny_model, tmp_path / "c", "lora.layers=[1]", "lora.num_layers=2", "train.max_steps=1"), str(tiny_model),
+             train.select(range(4)), valid, log=lambda _: None)

@@ -16,6 +16,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from llmrec.errors import ConfigError
 from llmrec.generate import GenerateConfig, generate_titles, make_generator
 from llmrec.generate.hf import HFGenerator
 from tests.helpers import tiny_tokenizer
@@ -179,10 +180,11 @@ def test_from_model_wraps_an_unmerged_peft_model_without_changing_it(tiny, hf):
 class Counting:
     """A stand-in generator that records the prompts of every call and can fail on one."""
 
-    def __init__(self, fail_on: int | None = None):
+    def __init__(self, fail_on: int | None = None, fingerprint: str = "model-a"):
         self.calls: list[list[str]] = []
         self.fail_on = fail_on
         self.generated_tokens = 0
+        self.fingerprint = fingerprint
 
     def generate(self, prompts):
         if len(self.calls) == self.fail_on:
@@ -222,18 +224,40 @@ def test_shards_of_other_settings_are_not_reused(tmp_path):
         generate_titles(Counting(fail_on=1), rows, out, GenerateConfig(shard_size=4), log=lambda _: None)
     with pytest.raises(ValueError, match="max_new_tokens differs"):
         generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, max_new_tokens=8), log=lambda _: None)
+    with pytest.raises(ValueError, match="model_sha256 differs"):  # other weights: another model or adapter
+        generate_titles(Counting(fingerprint="model-b"), rows, out, GenerateConfig(shard_size=4), log=lambda _: None)
+    other_sessions = datasets.Dataset.from_dict({**rows.to_dict(), "session_id": list(range(100, 110))})
+    with pytest.raises(ValueError, match="sessions_sha256 differs"):  # the same prompts for other sessions: other data
+        generate_titles(Counting(), other_sessions, out, GenerateConfig(shard_size=4), log=lambda _: None)
     generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, batch_size=2), log=lambda _: None)  # speed settings may change
+
+
+def test_the_generator_fingerprint_is_the_weights_content(tiny, tmp_path):
+    """Shards are keyed on the model's and adapter's content, not their names: a retrained
+    adapter in the same folder is another model."""
+    import shutil
+
+    from llmrec.models.adapters import model_digest
+
+    copy_of_adapter = tmp_path / "adapter"
+    shutil.copytree(tiny["adapter"], copy_of_adapter)
+    assert model_digest(tiny["model"], tiny["adapter"]) == model_digest(tiny["model"], str(copy_of_adapter))
+    assert model_digest(tiny["model"]) != model_digest(tiny["model"], tiny["adapter"])
+    weights = copy_of_adapter / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
+    assert model_digest(tiny["model"], str(copy_of_adapter)) != model_digest(tiny["model"], tiny["adapter"])
+    assert make_generator(GREEDY, tiny["model"], tiny["adapter"]).fingerprint == model_digest(tiny["model"], tiny["adapter"])
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_bad_models_and_adapters_fail_with_one_line(tiny, tmp_path, backend):
     config = dataclasses.replace(GREEDY, backend=backend)
-    with pytest.raises(FileNotFoundError, match=f"model {tmp_path / 'nope'} not found"):
+    with pytest.raises(ConfigError, match=f"model {tmp_path / 'nope'} not found"):
         make_generator(config, str(tmp_path / "nope"))
     with pytest.raises(ValueError, match=f"adapter {tiny['foreign-adapter']} does not match base model {tiny['model']}: .*q_proj") as error:
         make_generator(config, tiny["model"], tiny["foreign-adapter"])
     assert "\n" not in str(error.value)
-    with pytest.raises(FileNotFoundError, match="not a PEFT adapter folder"):
+    with pytest.raises(ConfigError, match="not a PEFT adapter folder"):
         make_generator(config, tiny["model"], tiny["model"])
 
 

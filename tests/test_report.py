@@ -20,6 +20,7 @@ from llmrec.config import save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import load_task_split, titles_of
 from llmrec.demo import DemoConfig
+from llmrec.errors import ConfigError
 from llmrec.evaluate import evaluate
 from llmrec.metrics import corpus_bleu
 from llmrec.report import bleu_by_history, write_report
@@ -128,7 +129,7 @@ def test_missing_inputs_become_notes(run, tmp_path):
     html = write_report(empty).read_text(encoding="utf-8")
     assert images(html) == [] and html.count('class="note"') == len(SECTIONS)
 
-    with pytest.raises(FileNotFoundError, match="run folder not found"):
+    with pytest.raises(ConfigError, match="run folder not found"):
         write_report(tmp_path / "nowhere")
 
 

@@ -116,10 +116,10 @@ def test_encoder_uses_the_model_prompts_and_returns_unit_float32_rows(tiny_model
 
 
 def test_unknown_encoder_is_a_one_line_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such model folder") as error:
+    with pytest.raises(ConfigError, match="no such model folder") as error:
         Encoder(EncoderConfig(name=str(tmp_path / "missing-model")))
     assert "\n" not in str(error.value)
-    with pytest.raises(FileNotFoundError, match="not prepared") as error:
+    with pytest.raises(ConfigError, match="not prepared") as error:
         Encoder(EncoderConfig(name="multilingual-e5-small"), models_cache=tmp_path)
     assert "\n" not in str(error.value)
 

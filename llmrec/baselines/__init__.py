@@ -16,6 +16,7 @@ from llmrec.baselines.sknn import SessionKnn, SknnConfig
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.schema import TOP_K
 from llmrec.data.split import SplitConfig, TaskSplit
+from llmrec.errors import ConfigError
 from llmrec.progress import track
 
 RANKING_BASELINES = ("popularity", "covisit", "sknn")
@@ -59,7 +60,7 @@ def make_recommender(name: str, config: BaselineConfig) -> Recommender:
         return Covisitation(config.covisit)
     if name == "sknn":
         return SessionKnn(config.sknn)
-    raise ValueError(f"unknown baseline {name!r}; ranking baselines: {', '.join(RANKING_BASELINES)}")
+    raise ConfigError(f"unknown baseline {name!r}; ranking baselines: {', '.join(RANKING_BASELINES)}")
 
 
 def recommend(recommender: Recommender, split: TaskSplit, config: BaselineConfig) -> pl.DataFrame:
@@ -83,12 +84,12 @@ def recommend(recommender: Recommender, split: TaskSplit, config: BaselineConfig
 def run_baseline(name: str, split: TaskSplit, config: BaselineConfig) -> pl.DataFrame:
     """Predictions of baseline `name` for the split: ranked lists (tasks 1, 2) or titles (task 3)."""
     if name not in RANKING_BASELINES + TITLE_BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(RANKING_BASELINES + TITLE_BASELINES)}")
+        raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(RANKING_BASELINES + TITLE_BASELINES)}")
     if split.task == 3:
         if name not in TITLE_BASELINES:
-            raise ValueError(f"baseline {name!r} does not generate titles; task 3 baselines: {', '.join(TITLE_BASELINES)}")
+            raise ConfigError(f"baseline {name!r} does not generate titles; task 3 baselines: {', '.join(TITLE_BASELINES)}")
         titles = last_titles(split.sessions, split.catalog)
         return pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
     if name not in RANKING_BASELINES:
-        raise ValueError(f"baseline {name!r} does not rank items; task {split.task} baselines: {', '.join(RANKING_BASELINES)}")
+        raise ConfigError(f"baseline {name!r} does not rank items; task {split.task} baselines: {', '.join(RANKING_BASELINES)}")
     return recommend(make_recommender(name, config), split, config)

@@ -40,7 +40,7 @@ class CovisitConfig:
 
 def pair_weights(seq: np.ndarray, item: np.ndarray, weighting: Weighting) -> pl.DataFrame:
     """(a, b, w) summed over all sequences for one weighting; `seq` and `item` are ordered by
-    sequence then position."""
+    sequence then position. Sums run in float64 (see `covisitation`)."""
     parts = []
     for distance in range(1, weighting.window + 1):
         same = seq[distance:] == seq[:-distance]
@@ -49,21 +49,24 @@ def pair_weights(seq: np.ndarray, item: np.ndarray, weighting: Weighting) -> pl.
         differs = a != b
         a, b = a[differs], b[differs]
         if weighting.forward:
-            parts.append(pl.DataFrame({"a": a, "b": b, "w": np.full(a.size, weighting.forward * scale, np.float32)}))
+            parts.append(pl.DataFrame({"a": a, "b": b, "w": np.full(a.size, weighting.forward * scale, np.float64)}))
         if weighting.backward:
-            parts.append(pl.DataFrame({"a": b, "b": a, "w": np.full(a.size, weighting.backward * scale, np.float32)}))
+            parts.append(pl.DataFrame({"a": b, "b": a, "w": np.full(a.size, weighting.backward * scale, np.float64)}))
     if not parts:
-        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float32})
+        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float64})
     return pl.concat(parts).group_by("a", "b").agg(pl.col("w").sum())
 
 
 def covisitation(events: pl.DataFrame, config: CovisitConfig) -> pl.DataFrame:
-    """Top `neighbors` (a -> b, w) per item over all weightings."""
+    """Top `neighbors` (a -> b, w) per item over all weightings. The weights are summed in
+    float64 and stored as float32: sums taken in another order (threads) differ only in bits
+    that rounding removes, so a run's table, and the order of tied pairs, does not change."""
     events = events.sort("seq", "pos")
     seq, item = events["seq"].to_numpy(), events["item"].to_numpy()
     table = pl.concat([pair_weights(seq, item, w) for w in config.weightings]).group_by("a", "b").agg(pl.col("w").sum())
     if config.normalize:
         table = table.with_columns(pl.col("w") / pl.col("w").sum().over("a"))
+    table = table.with_columns(pl.col("w").cast(pl.Float32))
     return (
         table.sort(["a", "w", "b"], descending=[False, True, False])
         .group_by("a", maintain_order=True)
@@ -85,5 +88,5 @@ class Covisitation:
         return (
             query_items.join(self.table, left_on="item", right_on="a")
             .group_by("query", pl.col("b").alias("item"))
-            .agg((pl.col("weight") * pl.col("w")).sum().alias("score"))
+            .agg((pl.col("weight") * pl.col("w")).sum().cast(pl.Float32).alias("score"))
         )

@@ -40,7 +40,7 @@ class SessionKnn:
         similar = (
             query_items.join(self.postings, on="item")
             .group_by("query", "seq")
-            .agg(pl.col("weight").sum().alias("overlap"))
+            .agg(pl.col("weight").sum().cast(pl.Float32).alias("overlap"))
             .join(self.lengths, on="seq")
             .join(query_length, on="query")
             .with_columns((pl.col("overlap") / (pl.col("length") * pl.col("query_length")).sqrt()).alias("similarity"))
@@ -52,5 +52,5 @@ class SessionKnn:
             similar.select("query", "seq", "similarity")
             .join(self.memory, on="seq")
             .group_by("query", "item")
-            .agg(pl.col("similarity").sum().alias("score"))
+            .agg(pl.col("similarity").sum().cast(pl.Float32).alias("score"))  # rounded: sum order cannot reorder ties
         )

@@ -19,6 +19,11 @@ def log(line: str) -> None:
     out.print(line, highlight=False)
 
 
+def warn(line: str) -> None:
+    """A setting that works but probably not as meant: loud, and kept in the run's log."""
+    out.print(f"[bold yellow]warning:[/bold yellow] {line}", highlight=False)
+
+
 def show_metrics(metrics: dict | None, title: str) -> dict | None:
     """Prints a metrics table (when there are metrics) and passes them on."""
     if metrics is not None:

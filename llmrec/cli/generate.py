@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import finish, given, log, out, show_metrics
+from llmrec.cli.common import finish, given, log, out, show_metrics, warn
 
 
 def generate(
@@ -32,10 +32,15 @@ def generate(
     from llmrec.data.split import load_task_split
     from llmrec.evaluate import score_split
     from llmrec.generate import titles_for_tasks
+    from llmrec.runs import departures, overrides_of, trained_settings
     from llmrec.train.config import Task3Config
 
     named = given(split__name=split, split__phase=phase, data=data, model=model, generate__backend=backend, split__limit=limit or None)
-    run = load_config(Task3Config, config, [*(overrides or []), *named])
+    trained = trained_settings(adapter) if adapter else {}  # the adapter's model, prompt and split, below what the user sets
+    run = load_config(Task3Config, config, [*overrides_of(trained), *(overrides or []), *named])
+    for change in departures(trained, run):
+        consequence = "it was trained on sessions this split holds out and scores" if change.startswith("split.") else "titles may be worse"
+        warn(f"the adapter was trained with other settings ({change}): {consequence}")
     dataset = AmazonM2(Path(run.data))
     adapter_folder = str(adapter) if adapter else None
     titles, throughput = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log)[task]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import finish, given, log, out, show_metrics
+from llmrec.cli.common import finish, given, log, out, show_metrics, warn
 
 
 def recommend(
@@ -37,15 +37,27 @@ def recommend(
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import load_task_split
     from llmrec.evaluate import score_split
-    from llmrec.rank import RecommendConfig, TextSignals, ranking_data, read_titles, recommend_titles
+    from llmrec.rank import (
+        RecommendConfig,
+        TextSignals,
+        check_title_settings,
+        ranking_data,
+        read_titles,
+        recommend_titles,
+    )
     from llmrec.rank import recommend as rank_sessions
+    from llmrec.runs import titles_departures
 
     named = given(task=task, split__name=split, split__phase=phase, data=data, split__limit=limit or None)
     run = load_config(RecommendConfig, config, [*(overrides or []), *named])
     dataset = AmazonM2(Path(run.data))
     generated = read_titles(titles) if titles else None
+    for path in (titles, valid_titles):
+        for change in titles_departures(path, run.split) if path else []:
+            warn(f"{path} was generated under other split settings ({change}): the adapter may have trained on the sessions scored here")
     started = time.perf_counter()
     if task == 3:
+        check_title_settings(run)
         task_split = load_task_split(dataset, 3, run.split)
         lists = recommend_titles(task_split, generated, run.title_choice, BaselineConfig(popularity=run.popularity))
         io.write_parquet(lists, out_file)

@@ -15,6 +15,7 @@ import polars as pl
 
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import TASK_LOCALES
+from llmrec.errors import ConfigError
 
 SPLITS = ("valid", "test")
 
@@ -43,7 +44,7 @@ class TaskSplit:
 def train_valid_split(train: pl.DataFrame, valid_fraction: float = 0.1, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Seeded split by session; both parts keep file order."""
     if not 0 < valid_fraction < 1:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+        raise ConfigError(f"split.valid_fraction must be in (0, 1), got {valid_fraction}")
     rng = np.random.default_rng(seed)
     is_valid = pl.Series("is_valid", rng.random(train.height) < valid_fraction)
     return train.filter(~is_valid), train.filter(is_valid)
@@ -58,11 +59,11 @@ def titles_of(items: pl.DataFrame, products: pl.DataFrame, item_column: str = "n
 def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit:
     split, phase = config.name, config.phase
     if task not in TASK_LOCALES:
-        raise ValueError(f"task must be 1, 2 or 3, got {task}")
+        raise ConfigError(f"task must be 1, 2 or 3, got {task}")
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if phase not in (1, 2):
-        raise ValueError(f"phase must be 1 or 2, got {phase}")
+        raise ConfigError(f"phase must be 1 or 2, got {phase}")
     train = data.train_sessions()
     released_tests = [
         data.test_sessions(t, p).select("prev_items", "locale")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from llmrec.config import ConfigError
 from llmrec.generate.base import GenerateConfig, Generator
-from llmrec.models.adapters import check_adapter, check_model
+from llmrec.models.adapters import check_adapter, check_model, model_digest
 
 BACKENDS = ("vllm", "hf")
 
@@ -21,7 +21,10 @@ def make_generator(config: GenerateConfig, model: str, adapter: str | None = Non
     if config.backend == "hf":
         from llmrec.generate.hf import HFGenerator
 
-        return HFGenerator(config, model, adapter)
-    from llmrec.generate.vllm import VLLMGenerator
+        generator = HFGenerator(config, model, adapter)
+    else:
+        from llmrec.generate.vllm import VLLMGenerator
 
-    return VLLMGenerator(config, model, adapter)
+        generator = VLLMGenerator(config, model, adapter)
+    generator.fingerprint = model_digest(model, adapter)
+    return generator

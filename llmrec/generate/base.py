@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from llmrec.errors import ConfigError
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -35,16 +37,16 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
-            raise ValueError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
+            raise ConfigError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
         for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "shard_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"generate.{name} must be at least 1")
+                raise ConfigError(f"generate.{name} must be at least 1")
         if self.decoding == "greedy" and self.num_candidates != 1:
-            raise ValueError("generate.decoding=greedy gives one candidate: set num_candidates=1, or decoding=beam or sample")
+            raise ConfigError("generate.decoding=greedy gives one candidate: set num_candidates=1, or decoding=beam or sample")
         if self.decoding == "sample" and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise ValueError("generate.decoding=sample needs temperature > 0 and 0 < top_p <= 1")
+            raise ConfigError("generate.decoding=sample needs temperature > 0 and 0 < top_p <= 1")
         if self.decoding == "beam" and self.num_candidates > self.num_beams:
-            raise ValueError(f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})")
+            raise ConfigError(f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})")
 
 
 Candidate = tuple[str, float]  # (title, total log-probability of its tokens; beam: the same, length_penalty 0)
@@ -52,6 +54,7 @@ Candidate = tuple[str, float]  # (title, total log-probability of its tokens; be
 
 class Generator(Protocol):
     generated_tokens: int  # tokens of all returned candidates so far, for throughput
+    fingerprint: str  # the weights' content digest (model and adapter): resumable outputs are keyed on it
 
     def generate(self, prompts: list[str]) -> list[list[Candidate]]:
         """`num_candidates` candidates per prompt, best first."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
-from llmrec.errors import first_line
+from llmrec.errors import ConfigError, first_line
 from llmrec.generate.base import (
     Candidate,
     GenerateConfig,
@@ -27,7 +27,7 @@ class HFGenerator:
             tokenizer = AutoTokenizer.from_pretrained(model)
             network = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, resolve_dtype(config.dtype)))
         except (OSError, ValueError) as error:
-            raise FileNotFoundError(f"model {model} not found or not loadable: {first_line(error)}") from None
+            raise ConfigError(f"model {model} not found or not loadable: {first_line(error)}") from None
         if adapter is not None:
             from peft import PeftModel
 
@@ -36,7 +36,7 @@ class HFGenerator:
             except (RuntimeError, ValueError, KeyError) as error:
                 lines = [line.strip() for line in str(error).splitlines()]  # torch's state-dict errors: the first mismatch
                 detail = next((line for line in lines if line.startswith("size mismatch")), first_line(error))
-                raise ValueError(f"adapter {adapter} does not match base model {model}: {detail[:200]}") from None
+                raise ConfigError(f"adapter {adapter} does not match base model {model}: {detail[:200]}") from None
         self._bind(network.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, config)
 
     @classmethod
@@ -55,6 +55,7 @@ class HFGenerator:
         self.stop_set = set(self.stops)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
         self.generated_tokens = 0
+        self.fingerprint = f"in-memory {type(model).__name__}"  # make_generator sets the weights' digest
 
     @torch.no_grad()
     def generate(self, prompts: list[str]) -> list[list[Candidate]]:

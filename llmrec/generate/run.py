@@ -44,7 +44,7 @@ def generate_titles(
     out = Path(out)
     rows = prompts.to_polars()
     folder = shard_folder(out)
-    io.claim_folder(folder, _settings(config, rows))
+    io.claim_folder(folder, _settings(config, rows, generator.fingerprint))
     size = config.shard_size
     paths = [folder / f"shard-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
     missing = [k for k, path in enumerate(paths) if not path.exists()]
@@ -103,8 +103,11 @@ def titles_for_tasks(
     return results
 
 
-def _settings(config: GenerateConfig, rows: pl.DataFrame) -> dict:
-    """What decides the titles: shards on disk are reused only for the same prompts and decoding."""
+def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:
+    """What decides the titles: shards on disk are reused only for the same weights (`model`:
+    their digest), the same sessions and prompts, and the same decoding."""
     settings = {k: v for k, v in to_dict(config).items() if k not in RESOURCE_SETTINGS}
-    settings["prompts_sha256"] = hashlib.sha256("\0".join(rows["prompt"].to_list()).encode()).hexdigest()
+    sessions = rows.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prompt").write_ipc(None).getvalue()
+    settings["sessions_sha256"] = hashlib.sha256(sessions).hexdigest()
+    settings["model_sha256"] = model
     return settings

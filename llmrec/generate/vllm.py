@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from llmrec.errors import ConfigError
 from llmrec.generate.base import (
     Candidate,
     GenerateConfig,
@@ -59,7 +60,7 @@ class VLLMGenerator:
         if adapter is not None:
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
             if rank > config.max_lora_rank:
-                raise ValueError(f"adapter {adapter} has LoRA rank {rank}: set generate.max_lora_rank to at least {rank}")
+                raise ConfigError(f"adapter {adapter} has LoRA rank {rank}: set generate.max_lora_rank to at least {rank}")
         self.config = config
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         text_config = check_model(model).get_text_config()
@@ -83,6 +84,7 @@ class VLLMGenerator:
         )
         self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter is not None else None
         self.generated_tokens = 0
+        self.fingerprint = f"vllm {model}"  # make_generator sets the weights' digest
 
     def close(self) -> None:
         """Stops the engine process now (otherwise it goes when the interpreter exits)."""
@@ -92,7 +94,7 @@ class VLLMGenerator:
         ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
         longest = max(map(len, ids), default=0)
         if longest + self.config.max_new_tokens > self.max_model_len:
-            raise ValueError(f"a prompt has {longest} tokens: with max_new_tokens it exceeds the vLLM context of {self.max_model_len}")
+            raise ConfigError(f"a prompt has {longest} tokens: with max_new_tokens it exceeds the vLLM context of {self.max_model_len}")
         if self.config.decoding == "beam":
             return self._beam_search(ids)
         return self._sample(ids)

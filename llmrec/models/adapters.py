@@ -10,8 +10,26 @@ import json
 import shutil
 from pathlib import Path
 
-from llmrec.errors import first_line
+from llmrec.errors import ConfigError, first_line
 from llmrec.models.prepare import cache_dir, resolve_model
+
+
+def model_digest(model: str, adapter: str | None = None) -> str:
+    """What the weights are, by content: a local folder's digest, a hub id's cached snapshot's
+    (the id itself when it is not cached), with the adapter folder's digest when one is given.
+    Resumable outputs are keyed on it, so titles of two models never mix."""
+    from llmrec.io import folder_digest
+
+    path = Path(model)
+    if not path.exists():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(model, local_files_only=True))
+        except Exception:  # not in the local hub cache: the id is all there is to go by
+            path = None
+    digest = folder_digest(path) if path is not None else f"hub:{model}"
+    return digest if adapter is None else hashlib.sha256(f"{digest}+{folder_digest(adapter)}".encode()).hexdigest()
 
 
 def check_model(model: str):
@@ -21,7 +39,7 @@ def check_model(model: str):
     try:
         return AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as error:
-        raise FileNotFoundError(f"model {model} not found or not loadable: {first_line(error)}") from None
+        raise ConfigError(f"model {model} not found or not loadable: {first_line(error)}") from None
 
 
 def check_adapter(model: str, adapter: str) -> None:
@@ -35,7 +53,7 @@ def check_adapter(model: str, adapter: str) -> None:
     folder = Path(adapter)
     weights = folder / "adapter_model.safetensors"
     if not (folder / "adapter_config.json").exists() or not weights.exists():
-        raise FileNotFoundError(f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+        raise ConfigError(f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
     with torch.device("meta"):
         base = AutoModelForCausalLM.from_config(check_model(model))
     shapes = {name: tuple(m.weight.shape) for name, m in base.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)}
@@ -47,9 +65,9 @@ def check_adapter(model: str, adapter: str) -> None:
             shape = tuple(tensors.get_slice(key).get_shape())
             target = shapes.get(module)
             if target is None:
-                raise ValueError(f"adapter {adapter} does not match base model {model}: the model has no module {module}")
+                raise ConfigError(f"adapter {adapter} does not match base model {model}: the model has no module {module}")
             if len(target) != 2 or (kind.startswith("A") and shape[1] != target[1]) or (kind.startswith("B") and shape[0] != target[0]):
-                raise ValueError(
+                raise ConfigError(
                     f"adapter {adapter} does not match base model {model}: {module}.lora_{kind} has shape {shape}, the module's weight {target}"
                 )
 
@@ -60,7 +78,7 @@ def export_merged(adapter: Path, out: Path, model: str | None = None) -> Path:
 
     settings = adapter / "adapter_config.json"
     if not settings.exists():
-        raise FileNotFoundError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+        raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     base = resolve_model(model) if model else json.loads(settings.read_text())["base_model_name_or_path"]
     merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
     staging = out.with_name(f".{out.name}.tmp")

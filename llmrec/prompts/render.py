@@ -14,7 +14,9 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from llmrec.data.errors import DataFormatError
 from llmrec.data.schema import LANGUAGE
+from llmrec.errors import ConfigError
 
 ATTRIBUTES = ("brand", "color", "size", "price")
 CURRENCY = {"UK": "£", "DE": "€", "JP": "¥", "ES": "€", "FR": "€", "IT": "€"}
@@ -56,19 +58,19 @@ def load_templates(path: str | Path) -> dict[str, Template]:
     """language -> Template, checked for every language of the six locales."""
     path = template_path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: prompt template file not found")
+        raise ConfigError(f"{path}: prompt template file not found")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     templates = {}
     for language in sorted(set(LANGUAGE.values())):
         entry = raw.get(language)
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: no template for language '{language}'")
+            raise ConfigError(f"{path}: no template for language '{language}'")
         missing = [k for k in TEMPLATE_KEYS if k not in entry]
         if missing:
-            raise ValueError(f"{path}: template '{language}' lacks '{missing[0]}'")
+            raise ConfigError(f"{path}: template '{language}' lacks '{missing[0]}'")
         item = entry["item"]
         if item.count("{title}") != 1 or item.count("{attributes}") != 1 or item.index("{title}") > item.index("{attributes}"):
-            raise ValueError(f"{path}: template '{language}' item must contain {{title}} then {{attributes}} once each")
+            raise ConfigError(f"{path}: template '{language}' item must contain {{title}} then {{attributes}} once each")
         prefix, rest = item.split("{title}")
         middle, suffix = rest.split("{attributes}")
         templates[language] = Template(
@@ -93,7 +95,7 @@ def session_lines(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptC
     """One row per shown item: (row, pos, locale, line), the last K items of every session."""
     unknown_attributes = [a for a in config.attributes if a not in ATTRIBUTES]
     if unknown_attributes:
-        raise ValueError(f"prompt.attributes: unknown attribute '{unknown_attributes[0]}' (known: {', '.join(ATTRIBUTES)})")
+        raise ConfigError(f"prompt.attributes: unknown attribute '{unknown_attributes[0]}' (known: {', '.join(ATTRIBUTES)})")
     items = sessions.select(pl.int_range(pl.len()).alias("row"), pl.col("locale").cast(pl.String), pl.col("prev_items").alias("id"))
     items = items.explode("id").with_columns(pl.int_range(pl.len()).over("row").alias("pos"))
     if config.collapse_repeats:
@@ -121,7 +123,7 @@ def render_prompts(sessions: pl.DataFrame, catalog: pl.DataFrame, config: Prompt
     empty = sessions["prev_items"].list.len().fill_null(0) == 0
     if empty.any():
         row = int(empty.arg_true()[0])
-        raise ValueError(f"session {sessions['session_id'][row] if 'session_id' in sessions.columns else row} has no items to build a prompt from")
+        raise DataFormatError("sessions", f"session {sessions['session_id'][row] if 'session_id' in sessions.columns else row} has no items to build a prompt from")
     templates = load_templates(config.template)
     lines = session_lines(sessions, catalog, config, templates)
     if tokenizer is not None:

@@ -20,8 +20,10 @@ from llmrec.baselines.covisit import Covisitation, CovisitConfig, Weighting, cov
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
+from llmrec.errors import ConfigError
 
 MISSING_RANK = 1000  # the rank of a candidate a source did not propose
+BUILT_IN_SOURCES = ("global", "sknn", "popularity", "content", "grounded")  # besides the named co-visitation tables
 
 
 def _default_covisit() -> list[CovisitConfig]:
@@ -50,6 +52,11 @@ class CandidateConfig:
     content_top: int = 30  # nearest products by text embedding to the last session item (needs titles)
     grounded_top: int = 50  # products grounded from the generated titles (needs --titles)
 
+    @property
+    def source_names(self) -> list[str]:
+        """Every source a run with these settings can have (some need text or titles)."""
+        return [c.name for c in self.covisit] + list(BUILT_IN_SOURCES)
+
 
 NeighborSearch = Callable[[pl.DataFrame, int], pl.DataFrame]
 """(frame of `locale`, `id`, k) -> `locale`, `id`, `neighbor`, `similarity`: text neighbours."""
@@ -64,8 +71,8 @@ class CandidateSources:
         similarity, retrieval_rank, hits) for the split's sessions, or None."""
         self.config, self.index = config, index
         names = [c.name for c in config.covisit]
-        if len(set(names)) != len(names) or {"global", "sknn", "popularity", "content", "grounded"} & set(names):
-            raise ValueError(f"candidates.covisit: names must be distinct and not a built-in source name, got {names}")
+        if len(set(names)) != len(names) or set(BUILT_IN_SOURCES) & set(names):
+            raise ConfigError(f"candidates.covisit: names must be distinct and not a built-in source name, got {names}")
         events = all_events(split, index)
         self.covisit = [Covisitation(c) for c in config.covisit]
         for source in self.covisit:
@@ -165,7 +172,7 @@ def _score_global(items: pl.DataFrame, table: GlobalTable, index: ItemIndex) -> 
         items.join(table.codes, on="item")
         .join(table.table, left_on="gid", right_on="a")
         .group_by("query", "locale", pl.col("b").alias("gid"))
-        .agg((pl.col("weight") * pl.col("w")).sum().alias("score"))
+        .agg((pl.col("weight") * pl.col("w")).sum().cast(pl.Float32).alias("score"))
     )
     local = index.items.join(table.codes, left_on="code", right_on="item").select("gid", "locale", pl.col("code").alias("item"))
     return scored.join(local, on=["gid", "locale"]).select("query", "item", "score")

@@ -92,8 +92,8 @@ def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureConte
         .agg(
             pl.col("age").min().alias("related_age"),
             pl.len().alias("related_count"),
-            pl.col("w").filter(pl.col("age") == 0).sum().alias("covisit_last"),
-            pl.col("w").filter(pl.col("age") == 1).sum().alias("covisit_second"),
+            pl.col("w").filter(pl.col("age") == 0).cast(pl.Float64).sum().cast(pl.Float32).alias("covisit_last"),
+            pl.col("w").filter(pl.col("age") == 1).cast(pl.Float64).sum().cast(pl.Float32).alias("covisit_second"),
         )
     )
     frame = frame.join(linked, on=["query", "item"], how="left")

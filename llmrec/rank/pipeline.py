@@ -34,7 +34,7 @@ from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
 from llmrec.progress import track
 from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSources
 from llmrec.rank.features import FeatureContext, add_features
-from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fusion_scores, training_rows
+from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fold_of, fusion_scores, training_rows
 from llmrec.rank.text import TextConfig, TextSignals, check_titles
 from llmrec.rank.titles import TitleChoiceConfig
 
@@ -118,6 +118,7 @@ class RankingData:
     target: TaskSplit
     learn: TaskSplit | None = None
     extra: dict[str, TaskSplit] = field(default_factory=dict)  # name -> labelled split
+    digest: str = ""  # the data folder's content digest: a rerun resumes only from chunks of the same data
 
 
 def ranking_data(dataset: AmazonM2, config: RecommendConfig) -> RankingData:
@@ -141,7 +142,8 @@ def ranking_data(dataset: AmazonM2, config: RecommendConfig) -> RankingData:
             if task != config.task:
                 transfer = dataclasses.replace(config.split, name="valid", offset=0, limit=budget)
                 extra[f"transfer-{task}"] = load_task_split(dataset, task, transfer)
-    return RankingData(target, learn, {name: split for name, split in extra.items() if split.sessions.height})
+    extra = {name: split for name, split in extra.items() if split.sessions.height}
+    return RankingData(target, learn, extra, io.folder_digest(dataset.root))
 
 
 @dataclass
@@ -168,6 +170,29 @@ class RankReport:
         return report
 
 
+def check_settings(config: RecommendConfig, titles: pl.DataFrame | None, text: TextSignals | None) -> None:
+    """Settings that would be silently ignored are errors: titles that cannot be grounded (text
+    off, or no grounded candidates kept), fusion weights of sources that do not exist."""
+    if titles is not None and text is None:
+        raise ConfigError("--titles given but there are no text signals to ground them with (text.enabled=false, or a catalog "
+                          "without titles): drop --titles or enable text")
+    if titles is not None and not config.candidates.grounded_top:
+        raise ConfigError("--titles given but candidates.grounded_top=0 keeps none of their products: drop --titles or set it")
+    unknown = [name for name in config.reranker.fusion_weights if name not in config.candidates.source_names]
+    if unknown:
+        raise ConfigError(f"reranker.fusion_weights: '{unknown[0]}' is not a candidate source ({', '.join(config.candidates.source_names)})")
+
+
+def check_title_settings(config: RecommendConfig) -> None:
+    """`recommend --task 3` chooses among co-visitation products' titles: candidate, reranker and
+    text settings would be ignored, so setting them is an error."""
+    defaults = RecommendConfig()
+    for name in ("candidates", "reranker", "text"):
+        if getattr(config, name) != getattr(defaults, name):
+            raise ConfigError(f"recommend --task 3 does not use the {name} settings (it picks among co-visitation products' titles: "
+                              "see title_choice.*); remove them from the config and the command line")
+
+
 def recommend(config: RecommendConfig, data: RankingData, out: str | Path, titles: pl.DataFrame | None = None,
               valid_titles: pl.DataFrame | None = None, text: TextSignals | None = None,
               log: Callable[[str], None] = print) -> tuple[pl.DataFrame, RankReport]:
@@ -179,6 +204,7 @@ def recommend(config: RecommendConfig, data: RankingData, out: str | Path, title
     gives text neighbours, text similarity and grounding (None: ids only)."""
     out = Path(out)
     started = time.perf_counter()
+    check_settings(config, titles if titles is not None else valid_titles, text)
     if titles is not None:
         check_titles(titles, data.target, "--titles")
     if data.learn is not None:
@@ -188,7 +214,7 @@ def recommend(config: RecommendConfig, data: RankingData, out: str | Path, title
             raise ConfigError("--split test with --titles needs --valid-titles too: the reranker learns from the validation "
                               "sessions' grounded titles")
     work = out.with_name(out.name + ".work")
-    io.claim_folder(work, _settings(config, titles, valid_titles))
+    io.claim_folder(work, _settings(config, titles, valid_titles) | {"data_sha256": data.digest})
     report = RankReport(task=config.task, split=config.split.name)
     extra = None
     if config.reranker.kind == "lightgbm" and data.extra:
@@ -281,8 +307,8 @@ def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, extr
     folds = config.reranker.folds
     if folds < 2:
         raise ConfigError("reranker.folds must be at least 2 on the validation split (a model never ranks the sessions it learned from)")
-    fold_of = state.queries.select("query", (pl.col("session_id").hash(config.reranker.seed) % folds).cast(pl.Int8).alias("fold"))
-    paths = _chunks(state, config, folder, "candidates and features", lambda chunk: state.features(chunk).join(fold_of, on="query"))
+    folds_frame = state.queries.select("query", pl.Series("fold", fold_of(state.queries["session_id"].to_numpy(), folds, config.reranker.seed)))
+    paths = _chunks(state, config, folder, "candidates and features", lambda chunk: state.features(chunk).join(folds_frame, on="query"))
     recall = _Recall(state.sources.names)
     train = []
     for chunk, path in enumerate(paths):

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from llmrec.errors import ConfigError, UserError
 from llmrec.rank.candidates import MISSING_RANK
 
 KEYS = ("query", "item", "label", "fold")
@@ -39,9 +40,21 @@ class RerankerConfig:
     feature_fraction: float = 0.8
     transfer_from: list[int] = field(default_factory=lambda: [1])  # also learn from these tasks' validation sessions: [1] teaches task 2 with UK/DE/JP (ignored for task 1 itself)
     threads: int = 0  # 0: all cores
+    deterministic: bool = False  # LightGBM's bit-reproducible training (same lists every run; slower, see README)
     seed: int = 0
     fusion_weights: dict = field(default_factory=_default_fusion)  # source -> weight (fusion)
     fusion_k: float = 10.0  # reciprocal rank 1 / (k + rank)
+
+
+def fold_of(session_ids: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each session's cross-fitting fold: a seeded splitmix64 hash of its id, so the assignment
+    depends on nothing but (id, seed), in any library version and any process."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(session_ids, dtype=np.uint64) + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z % np.uint64(folds)).astype(np.int8)
 
 
 def feature_columns(frame: pl.DataFrame) -> list[str]:
@@ -74,7 +87,7 @@ class LightGBMRanker:
 
         config = self.config
         if frame.height == 0 or frame["label"].sum() == 0:
-            raise ValueError("the reranker has no training session whose true item is among its candidates")
+            raise UserError("the reranker has no training session whose true item is among its candidates")
         queries = frame["query"].unique().sort()
         if queries.len() > config.max_train_sessions:
             queries = queries.sample(config.max_train_sessions, seed=config.seed).sort()
@@ -89,6 +102,8 @@ class LightGBMRanker:
             "feature_fraction": config.feature_fraction, "bagging_seed": config.seed, "seed": config.seed,
             "num_threads": config.threads, "verbose": -1, "lambdarank_truncation_level": 100,
         }
+        if config.deterministic:  # LightGBM's own switch, with a fixed histogram layout as its docs ask
+            params |= {"deterministic": True, "force_row_wise": True}
         data = self._dataset(train)
         valid = self._dataset(stop, reference=data)
         self.booster = lightgbm.train(
@@ -116,7 +131,7 @@ class LightGBMRanker:
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
-            raise ValueError(f"the candidates lack feature '{missing[0]}' the reranker was trained with (were other sources used?)")
+            raise ConfigError(f"the candidates lack feature '{missing[0]}' the reranker was trained with (were other sources used?)")
         return self.booster.predict(self._matrix(frame), num_threads=self.config.threads)
 
     def save(self, path: Path) -> None:
@@ -134,5 +149,5 @@ def fusion_scores(frame: pl.DataFrame, config: RerankerConfig) -> np.ndarray:
         for source, weight in config.fusion_weights.items() if source not in unknown
     ]
     if not terms:
-        raise ValueError(f"reranker.fusion_weights name none of the candidate sources ({', '.join(c[2:] for c in frame.columns if c.startswith('r_'))})")
+        raise ConfigError(f"reranker.fusion_weights name none of the candidate sources ({', '.join(c[2:] for c in frame.columns if c.startswith('r_'))})")
     return frame.select(pl.sum_horizontal(terms)).to_series().to_numpy()

@@ -86,17 +86,17 @@ def check_titles(titles: pl.DataFrame, split: TaskSplit, name: str, allow_extra:
     (`allow_extra`: titles of other sessions of the same task may come along, and are unused)."""
     missing = [c for c in ("session_id", "locale", "candidates") if c not in titles.columns]
     if missing:
-        raise ValueError(f"{name}: missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)")
+        raise DataFormatError(name, f"missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)")
     unknown = titles.filter(~pl.col("locale").is_in(list(TASK_LOCALES[split.task])))
     if unknown.height:
-        raise ValueError(f"{name}: row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task {split.task}'s {', '.join(TASK_LOCALES[split.task])}")
+        raise DataFormatError(name, f"row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task {split.task}'s {', '.join(TASK_LOCALES[split.task])}")
     sessions = split.sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String))
     joined = titles.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String).alias("titles_locale")).join(sessions, on="session_id", how="left")
     foreign = joined.filter(pl.col("locale").is_null() | (pl.col("locale") != pl.col("titles_locale")))
     if allow_extra:
         foreign = foreign.filter(pl.col("locale").is_not_null())
     if foreign.height:
-        raise ValueError(f"{name}: session {int(foreign['session_id'][0])} is not a session of task {split.task}'s {split.split} split (titles written for other sessions?)")
+        raise DataFormatError(name, f"session {int(foreign['session_id'][0])} is not a session of task {split.task}'s {split.split} split (titles written for other sessions?)")
     covered = sessions.join(titles.select(pl.col("session_id").cast(pl.Int64)), on="session_id", how="semi").height
     if covered < sessions.height:
-        raise ValueError(f"{name}: titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for all (`llmrec generate --task {split.task} --split {split.split}`)")
+        raise DataFormatError(name, f"titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for all (`llmrec generate --task {split.task} --split {split.split}`)")

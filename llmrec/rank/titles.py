@@ -15,6 +15,7 @@ import polars as pl
 
 from llmrec.baselines import BaselineConfig, make_recommender, recommend
 from llmrec.data.split import TaskSplit, titles_of
+from llmrec.errors import ConfigError
 from llmrec.generate.mbr import mbr_titles
 from llmrec.rank.text import check_titles
 
@@ -29,9 +30,9 @@ class TitleChoiceConfig:
 
     def __post_init__(self) -> None:
         if self.top < 1 or self.generated < 1:
-            raise ValueError("title_choice.top and title_choice.generated must be at least 1")
+            raise ConfigError("title_choice.top and title_choice.generated must be at least 1")
         if self.llm_weight < 0:
-            raise ValueError("title_choice.llm_weight must be at least 0")
+            raise ConfigError("title_choice.llm_weight must be at least 0")
 
 
 def ranked_titles(split: TaskSplit, config: TitleChoiceConfig, baselines: BaselineConfig) -> list[list[str]]:

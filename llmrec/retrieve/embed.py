@@ -21,6 +21,8 @@ import numpy as np
 import polars as pl
 
 from llmrec import io
+from llmrec.data.errors import DataFormatError
+from llmrec.errors import ConfigError, UserError
 from llmrec.models.prepare import cache_dir, resolve_model
 from llmrec.progress import track
 
@@ -42,9 +44,9 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_seq_length"):
             if getattr(self, name) < 1:
-                raise ValueError(f"encoder.{name} must be at least 1")
+                raise ConfigError(f"encoder.{name} must be at least 1")
         if self.threads < 0:
-            raise ValueError("encoder.threads must not be negative")
+            raise ConfigError("encoder.threads must not be negative")
 
 
 def product_texts(catalog: pl.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FIELDS) -> pl.Series:
@@ -53,10 +55,10 @@ def product_texts(catalog: pl.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FI
     already contains (Amazon titles usually name their brand and colour), so texts stay short
     and no attribute counts twice. Empty string when every field is empty."""
     if not fields:
-        raise ValueError("text_fields: name at least one catalog column")
+        raise ConfigError("text_fields: name at least one catalog column")
     missing = [f for f in fields if f not in catalog.columns]
     if missing:
-        raise ValueError(f"text_fields: the catalog has no column '{missing[0]}' (columns: {', '.join(catalog.columns)})")
+        raise ConfigError(f"text_fields: the catalog has no column '{missing[0]}' (columns: {', '.join(catalog.columns)})")
 
     def cleaned(name: str) -> pl.Expr:
         value = pl.col(name).cast(pl.String).str.strip_chars()
@@ -149,11 +151,11 @@ def _load_sentence_transformer(name: str, device: str, models_cache: Path | None
     location = resolve_model(name, models_cache)
     looks_local = location.startswith(("/", "./", "../", "~")) or Path(location).expanduser().exists()
     if looks_local and not Path(location).expanduser().exists():
-        raise FileNotFoundError(f"encoder '{name}': no such model folder")
+        raise ConfigError(f"encoder '{name}': no such model folder")
     try:
         return SentenceTransformer(str(Path(location).expanduser()) if looks_local else location, device=device)
     except (OSError, ValueError) as error:
-        raise FileNotFoundError(
+        raise ConfigError(
             f"encoder '{name}' not found: not a default model, a sentence-transformers folder, nor a hub id available here ({str(error).splitlines()[0][:120]})"
         ) from None
 
@@ -187,7 +189,7 @@ def embed_catalog(
     duplicated = catalog.select("locale", "id").filter(pl.struct("locale", "id").is_duplicated())
     if duplicated.height:
         row = duplicated.row(0, named=True)
-        raise ValueError(f"catalog: product {row['id']} is listed twice in locale {row['locale']}")
+        raise DataFormatError("catalog", f"product {row['id']} is listed twice in locale {row['locale']}")
     products = (
         catalog.select(pl.col("locale").cast(pl.String), pl.col("id"), product_texts(catalog, fields))
         .filter(pl.col("text").str.len_chars() > 0)
@@ -206,7 +208,7 @@ def embed_catalog(
         if path.exists():
             vectors = np.load(path)
             if vectors.shape != (rows.height, encoder.dimension) or vectors.dtype != np.float32:
-                raise ValueError(f"{path}: cached embeddings have shape {vectors.shape}, expected {(rows.height, encoder.dimension)}: delete the file")
+                raise UserError(f"{path}: cached embeddings have shape {vectors.shape}, expected {(rows.height, encoder.dimension)}: delete the file")
             log(f"{locale}: {rows.height:,} product embeddings from the cache ({path.name})")
         else:
             vectors = encoder.encode(rows["text"].to_list(), role, f"embedding the {locale} catalog")

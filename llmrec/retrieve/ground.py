@@ -30,6 +30,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from llmrec.data.errors import DataFormatError
+from llmrec.errors import ConfigError
 from llmrec.progress import track
 from llmrec.retrieve.catalog import CatalogIndex
 
@@ -44,9 +46,9 @@ class GroundConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.top_k <= 10_000:
-            raise ValueError(f"ground.top_k must be between 1 and 10000, got {self.top_k}")
+            raise ConfigError(f"ground.top_k must be between 1 and 10000, got {self.top_k}")
         if self.per_session < 0 or self.gamma < 0 or self.chunk_size < 1 or self.temperature <= 0:
-            raise ValueError("ground: per_session and gamma must not be negative, chunk_size must be at least 1, temperature above 0")
+            raise ConfigError("ground: per_session and gamma must not be negative, chunk_size must be at least 1, temperature above 0")
 
 
 GROUNDED_SCHEMA = {
@@ -71,13 +73,13 @@ def ground_titles(catalog: CatalogIndex, titles: pl.DataFrame, sessions: pl.Data
     candidates = candidate_titles(titles, config.temperature)
     catalog.check_locales(titles["locale"], "titles")
     if titles["session_id"].is_duplicated().any():
-        raise ValueError(f"titles: session_id {titles.filter(pl.col('session_id').is_duplicated())['session_id'][0]} appears twice")
+        raise DataFormatError("titles", f"session_id {titles.filter(pl.col('session_id').is_duplicated())['session_id'][0]} appears twice")
     if not {"session_id", "prev_items"} <= set(sessions.columns):
-        raise ValueError("sessions: expected columns session_id and prev_items")
+        raise DataFormatError("sessions", "expected columns session_id and prev_items")
     sessions = sessions.select(pl.col("session_id").cast(titles["session_id"].dtype), "prev_items")
     unknown = titles.join(sessions, on="session_id", how="anti")
     if unknown.height:
-        raise ValueError(f"titles: session_id {unknown['session_id'][0]} is not among the sessions ({unknown.height} such)")
+        raise DataFormatError("titles", f"session_id {unknown['session_id'][0]} is not among the sessions ({unknown.height} such)")
     boost = popularity_boost(catalog, popularity, config.gamma)
     items = session_items(catalog, candidates.select("order", "session_id", "locale").unique("order"), sessions)
 
@@ -102,10 +104,10 @@ def candidate_titles(titles: pl.DataFrame, temperature: float = 1.0) -> pl.DataF
         titles = titles.with_columns(pl.concat_list(one).alias("candidates"))
     missing = [c for c in ("session_id", "locale", "candidates") if c not in titles.columns]
     if missing:
-        raise ValueError(f"titles: no column '{missing[0]}' (expected session_id, locale, candidates)")
+        raise DataFormatError("titles", f"no column '{missing[0]}' (expected session_id, locale, candidates)")
     kind = titles.schema["candidates"]
     if not (isinstance(kind, pl.List) and isinstance(kind.inner, pl.Struct) and {"title", "score"} <= {f.name for f in kind.inner.fields}):
-        raise ValueError(f"titles: candidates must be a list of {{title, score}} structs, got {kind}")
+        raise DataFormatError("titles", f"candidates must be a list of {{title, score}} structs, got {kind}")
     frame = (
         titles.select("session_id", pl.col("locale").cast(pl.String), "candidates")
         .with_row_index("order")
@@ -128,9 +130,9 @@ def popularity_boost(catalog: CatalogIndex, popularity: pl.DataFrame | None, gam
     if gamma == 0:
         return np.ones(catalog.products.height, dtype=np.float32)
     if popularity is None:
-        raise ValueError("ground.gamma > 0 needs an item popularity table (locale, id, count)")
+        raise ConfigError("ground.gamma > 0 needs an item popularity table (locale, id, count)")
     if not {"locale", "id", "count"} <= set(popularity.columns):
-        raise ValueError("popularity: expected columns locale, id, count")
+        raise DataFormatError("popularity", "expected columns locale, id, count")
     counts = popularity.select(pl.col("locale").cast(pl.String), "id", pl.col("count").cast(pl.Float64))
     counts = counts.group_by("locale", "id").agg(pl.col("count").sum())
     count = pl.col("count").fill_null(0.0)

@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 
 from llmrec import io
+from llmrec.errors import ConfigError, UserError
 
 MIN_POINTS_PER_LIST = 39  # faiss's k-means asks for at least this many training points per cell
 
@@ -40,9 +41,9 @@ class IndexConfig:
     def __post_init__(self) -> None:
         for name in ("nprobe", "hnsw_m", "ef_construction", "ef_search"):
             if getattr(self, name) < 1:
-                raise ValueError(f"index.{name} must be at least 1")
+                raise ConfigError(f"index.{name} must be at least 1")
         if self.nlist < 0 or self.threads < 0:
-            raise ValueError("index.nlist and index.threads must not be negative")
+            raise ConfigError("index.nlist and index.threads must not be negative")
 
     def build_settings(self) -> dict:
         """The settings that shape a built index (search-time ones excluded)."""
@@ -83,7 +84,7 @@ class VectorIndex:
         if cache is not None and cache.exists():
             index = faiss.read_index(str(cache))
             if index.ntotal != n or index.d != dimension:
-                raise ValueError(f"{cache}: cached index holds {index.ntotal} x {index.d} vectors, expected {n} x {dimension}: delete the file")
+                raise UserError(f"{cache}: cached index holds {index.ntotal} x {index.d} vectors, expected {n} x {dimension}: delete the file")
             return cls(index, kind, config)
         with faiss_threads(config.threads):
             if kind == "IVF":

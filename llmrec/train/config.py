@@ -20,6 +20,7 @@ class LoraSettings:
     )
     layers: list[int] = field(default_factory=list)  # adapt only these decoder layers (empty: all); the top
     # layers alone make the backward pass stop there: much faster training on CPU
+    num_layers: int = 0  # the model's decoder layer count `layers` was chosen for: another model is an error
 
 
 @dataclass

@@ -9,8 +9,10 @@ import datasets
 import polars as pl
 
 from llmrec.data.dataset import AmazonM2
+from llmrec.data.errors import DataFormatError
 from llmrec.data.schema import LOCALES
 from llmrec.data.split import SplitConfig, load_task_split, titles_of
+from llmrec.errors import ConfigError
 from llmrec.prompts import prompt_dataset
 from llmrec.train.config import Task3Config
 
@@ -22,7 +24,7 @@ def training_prompts(config: Task3Config, tokenizer) -> tuple[datasets.Dataset, 
     settings = config.train
     unknown = [locale for locale in settings.locales if locale not in LOCALES]
     if unknown:
-        raise ValueError(f"train.locales: unknown locale '{unknown[0]}' (known: {', '.join(LOCALES)})")
+        raise ConfigError(f"train.locales: unknown locale '{unknown[0]}' (known: {', '.join(LOCALES)})")
     split = load_task_split(AmazonM2(Path(config.data)), 3, SplitConfig(**{**vars(config.split), "name": "valid"}))
     history = split.history.with_columns(titles_of(split.history, split.catalog).alias("title")).filter(pl.col("title").is_not_null())
     sessions = split.sessions.with_columns(split.targets.alias("title"))
@@ -33,7 +35,7 @@ def training_prompts(config: Task3Config, tokenizer) -> tuple[datasets.Dataset, 
         history = history.sample(n=min(settings.train_sessions, history.height), seed=settings.seed)
     sessions = sessions.head(settings.eval_sessions)
     if history.height == 0 or sessions.height == 0:
-        raise ValueError(f"{config.data}: no labelled sessions with titles to train or validate on (train.locales={settings.locales})")
+        raise DataFormatError(config.data, f"no labelled sessions with titles to train or validate on (train.locales={settings.locales})")
     train = prompt_dataset(history, split.catalog, config.prompt, history["title"], tokenizer)
     valid = prompt_dataset(sessions, split.catalog, config.prompt, sessions["title"], tokenizer)
     return train, valid

@@ -21,6 +21,7 @@ from torch import nn
 
 from llmrec import io
 from llmrec.config import save_config
+from llmrec.errors import ConfigError
 from llmrec.progress import progress_bar
 from llmrec.train.config import Task3Config
 
@@ -110,6 +111,7 @@ def load_for_training(model_path: str, config: Task3Config, device: torch.device
         model.enable_input_require_grads()
     if config.train.init_adapter:
         return continue_adapter(model, model_path, config.train.init_adapter), tokenizer
+    check_layers(config, model.config.get_text_config().num_hidden_layers, model_path)
     lora = LoraConfig(
         r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
         target_modules=config.lora.target_modules, layers_to_transform=config.lora.layers or None, task_type="CAUSAL_LM",
@@ -117,8 +119,22 @@ def load_for_training(model_path: str, config: Task3Config, device: torch.device
     try:
         model = get_peft_model(model, lora)
     except ValueError as error:
-        raise ValueError(f"lora.target_modules {config.lora.target_modules} do not fit {model_path}: {error}") from None
+        raise ConfigError(f"lora.target_modules {config.lora.target_modules} do not fit {model_path}: {error}") from None
     return model, tokenizer
+
+
+def check_layers(config: Task3Config, layers: int, model_path: str) -> None:
+    """`lora.layers` names layers of one model: it applies only to a model of `lora.num_layers`
+    decoder layers, as the config says, never silently to another."""
+    chosen = config.lora.layers
+    if not chosen:
+        return
+    if config.lora.num_layers != layers:
+        stated = f"a model of {config.lora.num_layers} layers" if config.lora.num_layers else "a model whose layer count it does not state"
+        raise ConfigError(f"lora.layers {chosen} were chosen for {stated} (lora.num_layers), but {model_path} has {layers}: set lora.layers "
+                          f"and lora.num_layers={layers} for it, or lora.layers=[] for all layers")
+    if not all(0 <= layer < layers for layer in chosen):
+        raise ConfigError(f"lora.layers {chosen}: {model_path} has layers 0 to {layers - 1}")
 
 
 def continue_adapter(model, model_path: str, adapter: str):
@@ -169,6 +185,31 @@ class BatchPlan:
         return list(batches[rng.permutation(self.per_epoch)])
 
 
+RESUME_INDIFFERENT = ("train.eval_every", "train.eval_sessions", "train.save_every", "train.keep_checkpoints", "train.log_every",
+                      "train.max_minutes", "train.out", "generate")  # change what is logged or saved, or when it stops, not the weights
+
+
+def check_run_folder(run: Path, config: Task3Config) -> None:
+    """A run folder continues (or reuses) only the training it was started with: a config that
+    differs in anything that decides the weights is refused, naming the first difference."""
+    saved = run / "config.yaml"
+    if not saved.exists():
+        return
+    from llmrec.config import load_config, to_dict
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        return {k: v for key, value in tree.items() for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}
+
+    def decisive(values: dict) -> dict:
+        return {k: v for k, v in values.items() if not any(k == i or k.startswith(i + ".") for i in RESUME_INDIFFERENT)}
+
+    before, now = decisive(flat(to_dict(load_config(Task3Config, saved)))), decisive(flat(to_dict(config)))
+    changed = [k for k in now if before.get(k) != now[k]]
+    if changed:
+        raise ConfigError(f"{run} holds a training run with other settings ({changed[0]}: {before.get(changed[0])!r} there, "
+                          f"{now[changed[0]]!r} now): rerun with its settings, or choose another train.out")
+
+
 def latest_checkpoint(run: Path) -> Path | None:
     found = sorted((run / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     return found[-1] if found else None
@@ -202,19 +243,22 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
     loss_module, optimizer = accelerator.prepare(loss_module, optimizer)
 
     step = 0
-    checkpoint = latest_checkpoint(run) if resume else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"{run}: no checkpoint to resume from")
-    if checkpoint is not None:
-        set_peft_model_state_dict(model, load_file(checkpoint / "adapter_model.safetensors"))
-        state = torch.load(checkpoint / "trainer.pt", weights_only=False)
+    # Decided on the main process and shared, so that every process raises or goes on together.
+    found = agreed(accelerator, latest_checkpoint(run) if accelerator.is_main_process else None)
+    if resume and found is None:
+        raise ConfigError(f"{run}: no checkpoint to resume from")
+    if not resume and found is not None:
+        raise ConfigError(f"{run} already holds checkpoints: pass --resume, or choose another train.out")
+    if resume:
+        check_run_folder(run, config)
+        set_peft_model_state_dict(model, load_file(found / "adapter_model.safetensors"))
+        state = torch.load(found / "trainer.pt", weights_only=True)  # tensors and numbers only: nothing a file could run
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])  # dropout continues as in an uninterrupted run
         step = state["step"]
-        log(f"resumed from {checkpoint} at step {step}")
+        log(f"resumed from {found} at step {step}")
     elif accelerator.is_main_process:
-        if run.exists() and latest_checkpoint(run) is not None:
-            raise FileExistsError(f"{run} already holds checkpoints: pass --resume, or choose another train.out")
         run.mkdir(parents=True, exist_ok=True)
         save_config(config, run / "config.yaml")
 
@@ -240,7 +284,7 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
             step += 1
             advance()
             elapsed = time.perf_counter() - started
-            out_of_time = settings.max_minutes and elapsed > settings.max_minutes * 60
+            out_of_time = agreed(accelerator, bool(settings.max_minutes and elapsed > settings.max_minutes * 60))  # the main clock decides
             record = {"step": step, "loss": window_loss / window_count, "lr": scheduler.get_last_lr()[0], "tokens_per_s": trained_tokens / elapsed}
             last = step >= settings.max_steps or out_of_time
             if step % settings.eval_every == 0 or last:
@@ -266,13 +310,22 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
     return {"step": step, **metrics}
 
 
+def agreed(accelerator, value):
+    """The main process's `value`, on every process: a decision all of them act on together
+    (one process stopping or raising alone would leave the others waiting forever)."""
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value], from_process=0)[0] if accelerator.num_processes > 1 else value
+
+
 def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
     """Adapter weights + optimizer/scheduler state; written to a temporary folder, then renamed."""
     target = run / CHECKPOINTS / f"step-{step}"
     staging = run / CHECKPOINTS / f".step-{step}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step}, staging / "trainer.pt")
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": torch.get_rng_state()}
+    torch.save(state, staging / "trainer.pt")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     for old in sorted((run / CHECKPOINTS).glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-keep]:

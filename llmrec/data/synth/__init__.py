@@ -30,6 +30,7 @@ from llmrec.data.schema import (
 from llmrec.data.synth.catalog import build_catalog
 from llmrec.data.synth.sessions import LocaleMarket, simulate
 from llmrec.data.write import write_sessions
+from llmrec.errors import ConfigError
 
 # The real release (train sessions, products, mean previous items per session).
 REAL_TRAIN_SESSIONS = {"UK": 1_182_181, "DE": 1_111_416, "JP": 979_119, "ES": 89_047, "FR": 117_561, "IT": 126_925}
@@ -50,7 +51,7 @@ class SynthConfig:
     @property
     def fraction(self) -> float:
         if self.scale not in SCALES:
-            raise ValueError(f"unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}")
+            raise ConfigError(f"unknown scale {self.scale!r}; choose one of {', '.join(SCALES)}")
         return SCALES[self.scale]
 
 
