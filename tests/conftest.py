@@ -25,3 +25,15 @@ def _offline(monkeypatch):
 @pytest.fixture(scope="module")
 def catalog(tiny_data) -> pl.DataFrame:
     return AmazonM2(tiny_data).products()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """No silent skips: every skipped test is named at the end with why, and so with what
+    would run it (each skip reason says which command enables the capability)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    terminalreporter.section("SKIPPED CAPABILITIES: these were NOT tested", sep="!", red=True, bold=True)
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        terminalreporter.write_line(f"NOT TESTED: {report.nodeid}: {reason.removeprefix('Skipped: ')}", red=True, bold=True)

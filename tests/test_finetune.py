@@ -92,7 +92,7 @@ def test_lora_steps_reduce_the_loss_and_save_a_loadable_adapter(tiny_model, exam
 
 
 def test_qlora_nf4_steps_reduce_the_loss(tiny_model, examples, tmp_path):
-    pytest.importorskip("bitsandbytes")
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is missing: pip install bitsandbytes")
     train, valid = examples
     run = tmp_path / "qlora"
     finetune(run_config(tiny_model, run, "train.max_steps=12", "train.quantization=nf4"), str(tiny_model), train.select(range(8)), valid, log=lambda _: None)

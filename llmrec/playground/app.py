@@ -8,6 +8,8 @@ package, and analytics are off.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -125,13 +127,31 @@ def launch(playground: Playground, host: str = "127.0.0.1", port: int = 7860, op
     return app
 
 
-def serve(config: PlaygroundConfig, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False) -> None:
-    """`llmrec playground`: the page over a playground built from `config`, until Ctrl-C."""
+def serve(config: PlaygroundConfig, host: str = "127.0.0.1", port: int = 7860, open_browser: bool = False, log=print) -> None:
+    """`llmrec playground`: the page over a playground built from `config`, until Ctrl-C. The
+    hub stays offline unless the config allows it; serving beyond this machine is announced."""
+    if not config.allow_hub:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    if not is_loopback(host):
+        log(f"WARNING: serving on {host}: anyone who can reach this machine on port {port} can run models on it and read the data "
+            f"under {config.data_root or Path(config.data).resolve().parent} and {config.runs_root}. Use --host 127.0.0.1 to keep it local.")
     playground = Playground(config)
     try:
         launch(playground, host, port, open_browser, block=True)
     finally:
         playground.close()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def failed(error: Exception) -> list:

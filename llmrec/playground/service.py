@@ -26,7 +26,9 @@ from llmrec.config import load_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import LANGUAGE, LOCALES
 from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
+from llmrec.errors import ConfigError
 from llmrec.generate.base import GenerateConfig, Generator
+from llmrec.models.prepare import DEFAULT_MODELS
 from llmrec.playground.templates import TemplateText, edited_template_file, read_template_text
 from llmrec.prompts.render import PromptConfig, render_prompts
 from llmrec.retrieve import CatalogIndex, Encoder, RetrieveConfig
@@ -45,13 +47,20 @@ class PlaygroundConfig:
     generate: GenerateConfig = field(default_factory=lambda: GenerateConfig(backend="hf"))  # hf starts in seconds, vLLM in a minute
     retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)  # grounding: encoder and index of the data folder's catalog
     ground_k: int = 5  # products shown per generated title
+    # What a request may open (the page takes typed paths): data folders under data_root (default: the folder holding `data`),
+    # models and adapters under runs_root besides the default models, hub ids only with allow_hub (the hub stays offline otherwise).
+    data_root: str = ""
+    runs_root: str = "runs"
+    allow_hub: bool = False
 
 
 def playground_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: str | None = None,
-                      model: str | None = None, adapter: str | None = None, backend: str | None = None) -> PlaygroundConfig:
+                      model: str | None = None, adapter: str | None = None, backend: str | None = None,
+                      data_root: str | None = None, runs_root: str | None = None, allow_hub: bool | None = None) -> PlaygroundConfig:
     """Defaults, then the YAML file, then the base model and prompt settings `adapter` was
     trained with, then `key=value` overrides, then the named options."""
-    named = {"data": data, "model": model, "adapter": adapter, "generate.backend": backend}
+    named = {"data": data, "model": model, "adapter": adapter, "generate.backend": backend, "data_root": data_root, "runs_root": runs_root,
+             "allow_hub": allow_hub}
     trained = overrides_of(trained_settings(adapter)) if adapter else []
     return load_config(PlaygroundConfig, path, [*trained, *overrides, *(f"{k}={json.dumps(v)}" for k, v in named.items() if v is not None)])
 
@@ -121,6 +130,22 @@ class Playground:
         self._generator: tuple[tuple, Generator] | None = None
         self._lock = threading.RLock()  # the UI may call from several threads; models and caches are not shared safely
 
+    def check_request(self, request: Request) -> None:
+        """Requests name folders and models typed into a web page: only those under the roots
+        given at start-up may be opened, and hub ids only when the hub was allowed."""
+        config = self.config
+        data_root = Path(config.data_root or Path(config.data).resolve().parent)
+        if not inside(request.data, data_root):
+            raise ConfigError(f"data folder {request.data} is outside the data root {data_root} given at start-up (--data-root)")
+        if request.adapter.strip() and not inside(request.adapter.strip(), Path(config.runs_root)):
+            raise ConfigError(f"adapter {request.adapter} is outside the runs root {config.runs_root} given at start-up (--runs-root)")
+        model = request.model.strip()
+        if model in DEFAULT_MODELS or inside(model, Path(config.runs_root)):
+            return
+        if Path(model).exists() or not config.allow_hub:
+            where = "a folder outside the runs root" if Path(model).exists() else "a hub id, and the hub was not allowed (--allow-hub)"
+            raise ConfigError(f"model {model} is {where}: use a default model ({', '.join(DEFAULT_MODELS)}) or a folder under {config.runs_root}")
+
     def default_request(self, locale: str = "UK") -> Request:
         """The configured settings as a request for the first session of `locale`."""
         config = self.config
@@ -136,11 +161,13 @@ class Playground:
         return read_template_text(self.config.prompt.template, LANGUAGE[check_locale(locale)])
 
     def session_count(self, data: str, split: str, locale: str) -> int:
+        self.check_request(dataclasses.replace(self.default_request(check_locale(locale)), data=data))
         with self._lock:
             return self._split(data, split).sessions.filter(pl.col("locale") == check_locale(locale)).height
 
     def render(self, request: Request) -> Rendered:
         """The prompt of the requested session under the requested template and history."""
+        self.check_request(request)
         with self._lock:
             locale = check_locale(request.locale)
             if request.history < 1:
@@ -253,6 +280,11 @@ class Playground:
             generator, self._generator = self._generator[1], None
             if hasattr(generator, "close"):
                 generator.close()
+
+
+def inside(path: str | Path, root: Path) -> bool:
+    """Whether `path`, links resolved, lies in the folder `root` (or is it)."""
+    return Path(path).resolve().is_relative_to(root.resolve())
 
 
 def check_locale(locale: str) -> str:
