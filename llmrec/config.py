@@ -31,12 +31,12 @@ def shipped_configs() -> list[str]:
 
 
 def find_config(name_or_path: str | Path) -> Path:
-    """A config file: an existing path, or the name of a shipped recipe (`task3`)."""
+    """A config file: an existing path, or the name of a shipped one (`task3`, `accelerate/ddp`)."""
     path = Path(name_or_path)
     if path.exists():
         return path
     shipped = SHIPPED / f"{name_or_path}.yaml"
-    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.exists():
+    if path.suffix not in (".yaml", ".yml") and not path.is_absolute() and shipped.exists():
         return shipped
     raise ConfigError(f"{name_or_path}: config file not found (shipped configs: {', '.join(shipped_configs())})")
 

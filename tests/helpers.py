@@ -26,6 +26,29 @@ def tiny_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeniz
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
 
 
+def tiny_llm_folder(data, folder):
+    """A random 2-layer Llama (head_dim 64, as vLLM's CPU attention needs) with a tokenizer
+    trained on the prompts of the data folder's sessions, saved in `folder`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.prompts import PromptConfig, prompt_dataset
+
+    split = load_task_split(AmazonM2(data), 3, SplitConfig())
+    prompts = prompt_dataset(split.history.head(300), split.catalog, PromptConfig())["prompt"]
+    tokenizer = tiny_tokenizer(list(prompts), vocab_size=500)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, head_dim=64, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    ))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_sentence_encoder(texts: list[str], folder) -> str:
     """A random 2-layer BERT with mean pooling and e5's prompts, saved as a sentence-transformers
     folder under `folder`; returns its path."""

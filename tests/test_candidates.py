@@ -29,14 +29,14 @@ def test_grounded_titles_flow_into_candidates_and_features(tiny_data, tmp_path):
 
 def test_titles_of_other_sessions_or_locales_are_rejected(tiny_data, tmp_path):
     split = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
-    titles = titles_for(split)
+    titles, text = titles_for(split), GroundTruthText({}, split.catalog)
     with pytest.raises(ValueError, match="not one of task 2's"):
-        rank(config(tiny_data, "task=2"), tmp_path / "a.parquet", titles)
+        rank(config(tiny_data, "task=2"), tmp_path / "a.parquet", titles, text=text)
     shifted = titles.with_columns(pl.col("session_id") + 1)
     with pytest.raises(ValueError, match="is not a session of task 1's valid split"):
-        rank(config(tiny_data, "task=1"), tmp_path / "b.parquet", shifted)
+        rank(config(tiny_data, "task=1"), tmp_path / "b.parquet", shifted, text=text)
     with pytest.raises(ValueError, match=f"titles for 5 of the split's {split.sessions.height}"):
-        rank(config(tiny_data, "task=1"), tmp_path / "c.parquet", titles.head(5))
+        rank(config(tiny_data, "task=1"), tmp_path / "c.parquet", titles.head(5), text=text)
 
 
 def test_real_text_signals_ground_titles_through_the_cli(tiny_data, tmp_path, capsys):

@@ -14,12 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from llmrec.data.dataset import AmazonM2
-from llmrec.data.split import SplitConfig, load_task_split
-from llmrec.prompts import PromptConfig, prompt_dataset
-from tests.helpers import tiny_tokenizer
+from tests.helpers import tiny_llm_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -59,20 +55,7 @@ def kill_when(process: subprocess.Popen, ready, final: Path, timeout: float = 60
 
 @pytest.fixture(scope="module")
 def tiny_llm(tiny_data, tmp_path_factory) -> Path:
-    """A random 2-layer Llama (head_dim 64) with a tokenizer trained on the tiny data's prompts."""
-    split = load_task_split(AmazonM2(tiny_data), 3, SplitConfig())
-    prompts = prompt_dataset(split.history.head(300), split.catalog, PromptConfig())["prompt"]
-    tokenizer = tiny_tokenizer(list(prompts), vocab_size=500)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=64, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
-    folder = tmp_path_factory.mktemp("kill-llm")
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_llm_folder(tiny_data, tmp_path_factory.mktemp("kill-llm"))
 
 
 def test_recommend_killed_midway_resumes_to_the_same_lists(tiny_data, tmp_path):

@@ -196,3 +196,12 @@ def test_a_rerun_on_changed_data_does_not_resume(tiny_data, tmp_path, monkeypatc
     (data / "products_train.csv").write_text((data / "products_train.csv").read_text().replace("Pack", "pack"))
     with pytest.raises(UserError, match="data_sha256 differs"):
         rank(settings, tmp_path / "run.parquet")
+
+
+def test_two_runs_give_the_same_lists(tiny_data, tmp_path):
+    """Same data, same settings, same seed: the same lists, ties included (scores are summed
+    in an order-proof way and ties broken by item)."""
+    settings = config(tiny_data, "task=2", "reranker.kind=fusion")
+    first, _ = rank(settings, tmp_path / "first.parquet")
+    second, _ = rank(settings, tmp_path / "second.parquet")
+    assert first.equals(second)

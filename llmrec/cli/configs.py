@@ -23,6 +23,17 @@ def list_configs() -> None:
         out.print(f"{name:<12} {SHIPPED / f'{name}.yaml'}", highlight=False)
 
 
+@app.command("path")
+def path(name: str = typer.Argument(..., help="A shipped config's name, e.g. task3 or accelerate/ddp.")) -> None:
+    """Print where a shipped config lives, for tools that take a file (accelerate launch --config_file).
+
+    Example: accelerate launch --config_file "$(llmrec configs path accelerate/ddp)" -m llmrec finetune --task 3 --config task3-gpu
+    """
+    from llmrec.config import find_config
+
+    print(find_config(name))
+
+
 @app.command("show")
 def show(
     name: str = typer.Argument(..., help="A shipped config's name, a config file, or a kind (task3, recommend, baselines, demo): its defaults."),

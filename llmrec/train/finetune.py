@@ -250,6 +250,8 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
     if not resume and found is not None:
         raise ConfigError(f"{run} already holds checkpoints: pass --resume, or choose another train.out")
     if resume:
+        if accelerator.distributed_type.value == "FSDP":
+            raise ConfigError("resuming an FSDP run is not supported (its optimizer state is sharded per process): train again, or use DDP")
         check_run_folder(run, config)
         set_peft_model_state_dict(model, load_file(found / "adapter_model.safetensors"))
         state = torch.load(found / "trainer.pt", weights_only=True)  # tensors and numbers only: nothing a file could run
@@ -295,17 +297,22 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
                 with (run / "train_log.jsonl").open("a") as handle:
                     handle.write(json.dumps(record) + "\n")
-            if accelerator.is_main_process and (step % settings.save_every == 0 or last):
-                save_checkpoint(run, step, model, optimizer, scheduler, settings.keep_checkpoints)
+            if step % settings.save_every == 0 or last:
+                state = gathered_state(accelerator, loss_module)  # every process takes part: FSDP gathers the shards
+                if accelerator.is_main_process:
+                    save_checkpoint(run, step, model, state, optimizer, scheduler, settings.keep_checkpoints)
             if out_of_time:
                 log(f"stopping at step {step}: max_minutes={settings.max_minutes} reached")
                 break
     accelerator.wait_for_everyone()
+    state = gathered_state(accelerator, loss_module)
     if accelerator.is_main_process:
-        final = run / ADAPTER
+        final, staging = run / ADAPTER, run / f".{ADAPTER}.tmp"  # never a partial adapter under its final name
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging, state_dict=state)
+        tokenizer.save_pretrained(staging)
         shutil.rmtree(final, ignore_errors=True)
-        accelerator.unwrap_model(loss_module).model.save_pretrained(final)
-        tokenizer.save_pretrained(final)
+        staging.rename(final)
         io.write_json({"step": step, "train_tokens_per_s": trained_tokens / (time.perf_counter() - started), **metrics}, run / "metrics.json")
     return {"step": step, **metrics}
 
@@ -318,12 +325,18 @@ def agreed(accelerator, value):
     return broadcast_object_list([value], from_process=0)[0] if accelerator.num_processes > 1 else value
 
 
-def save_checkpoint(run: Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
+def gathered_state(accelerator, loss_module) -> dict:
+    """The PEFT model's whole state dict (its LoRA weights gathered from every process's shard
+    under FSDP; each process must call this, the main one saves it)."""
+    return {key.removeprefix("model."): value for key, value in accelerator.get_state_dict(loss_module).items()}
+
+
+def save_checkpoint(run: Path, step: int, model, state: dict, optimizer, scheduler, keep: int) -> Path:
     """Adapter weights + optimizer/scheduler state; written to a temporary folder, then renamed."""
     target = run / CHECKPOINTS / f"step-{step}"
     staging = run / CHECKPOINTS / f".step-{step}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
+    model.save_pretrained(staging, state_dict=state)
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": torch.get_rng_state()}
     torch.save(state, staging / "trainer.pt")
     shutil.rmtree(target, ignore_errors=True)
