@@ -35,6 +35,8 @@ from llmrec.data.schema import (
 _PREV_ITEMS_PATTERN = r"^\[\s*'[^'\s,]+'(?:[\s,]+'[^'\s,]+')*\s*\]$"
 _ID_PATTERN = r"[^'\s,\[\]]+"
 _ID_FORMAT = rf"^[0-9A-Za-z]{{{ID_LENGTH}}}$"
+_VALID_ID = rf"'[0-9A-Za-z]{{{ID_LENGTH}}}'"
+_PREV_ITEMS_STRICT = rf"^\[\s*{_VALID_ID}(?:[\s,]+{_VALID_ID})*\s*\]$"
 _QUOTED_FIELD = r'"(?:[^"]|"")*"'
 _FIELD_MARK = "\x00"  # stands for a quoted field while counting a record's separators
 _MISPLACED_MARK = rf"[^,]{_FIELD_MARK}|{_FIELD_MARK}[^,]"
@@ -220,22 +222,29 @@ def _first_row(mask: pl.Series) -> int:
 
 
 def parse_prev_items(values: pl.Series, path: str | Path) -> pl.Series:
-    """Turn the `prev_items` column into `list[str]`, from numpy-printed strings or a list column."""
+    """Turn the `prev_items` column into `list[str]` of valid ids, from numpy-printed strings or a
+    list column. Printed lists are checked by one pattern that also checks the ids; only a row
+    that fails it is looked at again, to say what is wrong."""
     if values.dtype == pl.String:
-        malformed = ~values.str.contains(_PREV_ITEMS_PATTERN).fill_null(False)
+        malformed = ~values.str.contains(_PREV_ITEMS_STRICT).fill_null(False)
         if malformed.any():
             row = _first_row(malformed)
             shown = values[row - 1]
+            if shown is not None and values.slice(row - 1, 1).str.contains(_PREV_ITEMS_PATTERN).all():
+                ids = values.slice(row - 1, 1).str.extract_all(_ID_PATTERN).explode()
+                _check_ids(ids, path, "prev_items", rows=pl.Series([row - 1] * len(ids)))
             shown = "null" if shown is None else repr(shown[:60])
             raise DataFormatError(path, f"not a list of quoted ids: {shown}", row=row, field="prev_items")
         return values.str.extract_all(_ID_PATTERN).alias("prev_items")
     if values.dtype in (pl.List(pl.Null), pl.List(pl.Categorical)):
         values = values.cast(pl.List(pl.String))
-    if values.dtype == pl.List(pl.String):
-        if values.null_count():
-            raise DataFormatError(path, "missing list", row=_first_row(values.is_null()), field="prev_items")
-        return values
-    raise DataFormatError(path, f"expected a list of strings, got {values.dtype}", field="prev_items")
+    if values.dtype != pl.List(pl.String):
+        raise DataFormatError(path, f"expected a list of strings, got {values.dtype}", field="prev_items")
+    if values.null_count():
+        raise DataFormatError(path, "missing list", row=_first_row(values.is_null()), field="prev_items")
+    exploded = values.rename("id").to_frame().with_row_index("row").explode("id")
+    _check_ids(exploded["id"], path, "prev_items", rows=exploded["row"])
+    return values
 
 
 def _check_ids(ids: pl.Series, path: str | Path, field: str, rows: pl.Series | None = None) -> None:
@@ -281,8 +290,6 @@ def read_sessions(path: str | Path, with_next_item: bool | None = None) -> pl.Da
             path, f"session has {prev_items[row - 1].len()} item(s), needs at least {MIN_SESSION_LENGTH}",
             row=row, field="prev_items",
         )
-    exploded = prev_items.rename("id").to_frame().with_row_index("row").explode("id")
-    _check_ids(exploded["id"], path, "prev_items", rows=exploded["row"])
     sessions = pl.DataFrame(
         {
             "session_id": pl.int_range(0, frame.height, dtype=pl.UInt32, eager=True),
