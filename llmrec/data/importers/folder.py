@@ -163,6 +163,8 @@ def write_folder(sequences: pl.DataFrame, items: pl.DataFrame, out: Path, config
 def _claim(out: Path) -> None:
     """An import writes into an empty folder or over an earlier import, whose manifest goes
     first so that an interrupted rewrite is visibly unfinished."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file: choose a folder")
     if out.exists() and any(out.iterdir()):
         if not (out / MANIFEST).exists():
             raise FileExistsError(f"{out} is not empty and holds no {MANIFEST} of an earlier import: choose a new folder")
