@@ -176,3 +176,20 @@ def test_bleu_errors():
         corpus_bleu(["a b"], ["a b"], smooth="laplace")
     with pytest.raises(ValueError, match="at least one"):
         corpus_bleu([], [])
+
+
+def test_paper_cutoffs_hit_rate_and_ndcg_at_5_and_10():
+    # Targets at ranks 1, 5, 6, 10, 11 and absent.
+    ranks = [1, 5, 6, 10, 11, 0]
+    preds = lists(*[[f"x{i}" for i in range(1, 12)] for _ in ranks])
+    targets = strings(*[f"x{r}" if r else "missing" for r in ranks])
+    overall = ranking_metrics(preds, targets, strings(*["UK"] * 6))["overall"]
+    assert overall["hr@5"] == pytest.approx(2 / 6)
+    assert overall["hr@10"] == pytest.approx(4 / 6)
+    assert overall["ndcg@5"] == pytest.approx((1 + 1 / math.log2(6)) / 6)
+    assert overall["ndcg@10"] == pytest.approx((1 + 1 / math.log2(6) + 1 / math.log2(7) + 1 / math.log2(11)) / 6)
+    assert overall["recall@100"] == pytest.approx(5 / 6)  # the existing keys are unchanged
+    assert overall["hr@5"] <= overall["hr@10"] <= overall["recall@100"]
+    at_10 = ranking_metrics(preds, targets, strings(*["UK"] * 6), k=10)["overall"]
+    assert at_10["hr@10"] == at_10["recall@10"] == overall["hr@10"] and "hr@5" in at_10
+    assert "hr@10" not in ranking_metrics(preds, targets, strings(*["UK"] * 6), k=5)["overall"]

@@ -16,7 +16,7 @@ def evaluate(
     task: int = typer.Option(..., "--task", min=1, max=3),
     pred: Path = typer.Option(..., "--pred", help="Submission parquet."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Labels: gt_task{N}_phase{P}.csv or parquet."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Instead of --gt: labels of a split of this folder."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Labels of a split of this folder (instead of --gt), and the catalogue ids are checked against."),
     split: str = typer.Option("valid", "--split"),
     phase: int = typer.Option(1, "--phase", min=1, max=2),
     config: Optional[Path] = typer.Option(None, "--config", help="A config with the split settings (default: the one saved beside --pred)."),

@@ -9,7 +9,7 @@ import polars as pl
 
 from llmrec.data.errors import DataFormatError
 from llmrec.data.read import read_ground_truth, read_products, read_sessions
-from llmrec.data.schema import PRODUCTS_FILE, TRAIN_FILE, ground_truth_file, released_test_file, test_file
+from llmrec.data.schema import PRODUCTS_FILE, TRAIN_FILE, VALID_FILE, ground_truth_file, released_test_file, test_file
 
 
 @dataclass
@@ -49,6 +49,13 @@ class AmazonM2:
     def train_sessions(self) -> pl.DataFrame:
         return self._cached("train", lambda: read_sessions(self.require(TRAIN_FILE), with_next_item=True))
 
+    def has_valid(self) -> bool:
+        """Whether the folder holds explicit validation sessions (an imported leave-one-out folder)."""
+        return self.find(VALID_FILE) is not None
+
+    def valid_sessions(self) -> pl.DataFrame:
+        return self._cached("valid", lambda: read_sessions(self.require(VALID_FILE), with_next_item=True))
+
     def test_path(self, task: int, phase: int = 1) -> Path:
         return self.require(test_file(task, phase), released_test_file(task, phase))
 
@@ -67,6 +74,8 @@ class AmazonM2:
         """Read and check every file present (products and train sessions are required)."""
         self.products()
         self.train_sessions()
+        if self.has_valid():
+            self.valid_sessions()
         for task in (1, 2, 3):
             for phase in (1, 2):
                 if self.has_test(task, phase):

@@ -15,4 +15,5 @@ class DataFormatError(UserError):
             where += f", row {row}"
         if field is not None:
             where += f", field '{field}'"
-        super().__init__(f"{where}: {message}")
+        # One line, whatever the message quotes from the file (a column name can hold a newline).
+        super().__init__(f"{where}: {message}".replace("\r", "\\r").replace("\n", "\\n"))

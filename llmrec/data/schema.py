@@ -16,9 +16,14 @@ TOP_K = 100
 
 PRODUCT_COLUMNS = ("id", "locale", "title", "price", "brand", "color", "size", "model", "material", "author", "desc")
 PRODUCT_TEXT_COLUMNS = tuple(c for c in PRODUCT_COLUMNS if c not in ("id", "locale", "price"))
+# Not in the release; kept when a products file has them (imported catalogues: "a,b,c" category paths).
+OPTIONAL_PRODUCT_COLUMNS = ("categories",)
 
 PRODUCTS_FILE = "products_train"
 TRAIN_FILE = "sessions_train"
+# Not in the release: explicit validation sessions (prev_items,next_item,locale) of an imported
+# folder; when present they ARE the valid split (see llmrec.data.split).
+VALID_FILE = "sessions_valid"
 
 
 def test_file(task: int, phase: int) -> str:

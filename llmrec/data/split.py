@@ -3,6 +3,16 @@
 `valid` holds out a seeded 10% of the train sessions (the paper's 90/10 by session);
 `test` predicts the released test sessions. Previous items of every unlabelled session
 (held-out and test) are inputs, so methods may count them; targets never leak.
+
+A folder with an explicit validation file (`sessions_valid.csv|parquet`, written by
+`llmrec.data.importers` for the leave-one-out protocol) splits by that file instead, because
+its test sessions continue the validation sessions' users, so the test inputs contain the
+validation targets:
+- `valid` predicts every validation session (file order; `valid_fraction` and `seed` are not
+  used), learns from `sessions_train`, and counts only the validation inputs as unlabelled,
+  never the test files' inputs;
+- `test` also learns from the validation sessions (their targets are known by then) and counts
+  the inputs of the predicted test file (tasks 1 and 3 hold the same sessions) as unlabelled.
 """
 
 from __future__ import annotations
@@ -64,6 +74,8 @@ def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if phase not in (1, 2):
         raise ConfigError(f"phase must be 1 or 2, got {phase}")
+    if data.has_valid():
+        return _explicit_split(data, task, config)
     train = data.train_sessions()
     released_tests = [
         data.test_sessions(t, p).select("prev_items", "locale")
@@ -73,32 +85,54 @@ def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit
     ]
     if split == "valid":
         history, held_out = train_valid_split(train, config.valid_fraction, config.seed)
-        sessions = held_out.filter(pl.col("locale").is_in(TASK_LOCALES[task]))
-        if task == 3:
-            sessions = sessions.with_columns(titles_of(sessions, data.products()).alias("next_item_title"))
-            sessions = sessions.filter(pl.col("next_item_title").is_not_null())
-            targets = sessions["next_item_title"]
-        else:
-            targets = sessions["next_item"]
+        sessions, targets = _labelled(data, task, held_out.filter(pl.col("locale").is_in(TASK_LOCALES[task])))
         unlabelled = [held_out.select("prev_items", "locale"), *released_tests]
     else:
         history = train
         sessions = data.test_sessions(task, phase)
-        targets = None
-        if data.has_ground_truth(task, phase):
-            truth = data.ground_truth(task, phase)
-            if truth.height != sessions.height:
-                raise ValueError(
-                    f"ground truth of task {task} phase {phase} has {truth.height} rows, test file {sessions.height}"
-                )
-            targets = truth["next_item_title" if task == 3 else "next_item"]
+        targets = _test_targets(data, task, phase, sessions)
         unlabelled = released_tests
+    return _task_split(data, task, config, sessions, targets, history, unlabelled)
+
+
+def _explicit_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit:
+    """The split of a folder with explicit validation sessions (the module's docstring says why)."""
+    train, valid = data.train_sessions(), data.valid_sessions()
+    if config.name == "valid":
+        sessions, targets = _labelled(data, task, valid.filter(pl.col("locale").is_in(TASK_LOCALES[task])))
+        return _task_split(data, task, config, sessions, targets, train, [valid.select("prev_items", "locale")])
+    history = pl.concat([train, valid.with_columns(pl.col("session_id") + train.height)])
+    sessions = data.test_sessions(task, config.phase)
+    targets = _test_targets(data, task, config.phase, sessions)
+    return _task_split(data, task, config, sessions, targets, history, [sessions.select("prev_items", "locale")])
+
+
+def _labelled(data: AmazonM2, task: int, sessions: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """Held-out sessions and their targets; task 3 predicts the next item's title, so sessions
+    whose next item has none are left out."""
+    if task != 3:
+        return sessions, sessions["next_item"]
+    sessions = sessions.with_columns(titles_of(sessions, data.products()).alias("next_item_title"))
+    sessions = sessions.filter(pl.col("next_item_title").is_not_null())
+    return sessions, sessions["next_item_title"]
+
+
+def _test_targets(data: AmazonM2, task: int, phase: int, sessions: pl.DataFrame) -> pl.Series | None:
+    if not data.has_ground_truth(task, phase):
+        return None
+    truth = data.ground_truth(task, phase)
+    if truth.height != sessions.height:
+        raise ValueError(f"ground truth of task {task} phase {phase} has {truth.height} rows, test file {sessions.height}")
+    return truth["next_item_title" if task == 3 else "next_item"]
+
+
+def _task_split(data, task, config, sessions, targets, history, unlabelled) -> TaskSplit:
     if config.limit or config.offset:
-        window = lambda frame: frame.slice(config.offset, config.limit or None)  # noqa: E731
+        window = lambda frame: frame.slice(config.offset, config.limit or None)
         sessions, targets = window(sessions), (window(targets) if targets is not None else None)
     return TaskSplit(
         task=task,
-        split=split,
+        split=config.name,
         sessions=sessions.select("session_id", "prev_items", "locale"),
         targets=targets,
         history=history,

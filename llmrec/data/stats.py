@@ -45,7 +45,8 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
     (`repeat`) or an item repeated at once (`imm_repeat`), share whose next item is among the
     previous ones (`next_in_sess`, 0 in the release), catalog `products`, share with a title or
     a price (`titled`, `priced`) or also listed in another locale (`shared`), session ids absent
-    from the catalog (`unlisted_ids`), and phase-1 test sessions per task (`test1`..`test3`)."""
+    from the catalog (`unlisted_ids`), explicit validation sessions (`valid`, imported folders
+    only) and phase-1 test sessions per task (`test1`..`test3`)."""
     train = data.train_sessions()
     products = data.products()
     table = session_stats(train)
@@ -62,6 +63,8 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
     missing = mentioned.group_by("locale").agg(pl.col("in_catalog").is_null().sum().alias("unlisted_ids"))
     table = table.join(catalog, on="locale", how="full", coalesce=True)
     table = table.join(shared, on="locale", how="left").join(missing, on="locale", how="left")
+    if data.has_valid():
+        table = table.join(data.valid_sessions().group_by("locale").agg(pl.len().alias("valid")), on="locale", how="left")
     for task in (1, 2, 3):
         if data.has_test(task):
             counts = data.test_sessions(task).group_by("locale").agg(pl.len().alias(f"test{task}"))
@@ -74,7 +77,7 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
 
 def _total_row(table: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     overall = session_stats(train.with_columns(pl.lit("UK").cast(train["locale"].dtype).alias("locale")))
-    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test") or c in ("products", "unlisted_ids"))
+    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test") or c in ("valid", "products", "unlisted_ids"))
     weighted = table.select(
         ((pl.col(c) * pl.col("products")).sum() / pl.col("products").sum()).alias(c)
         for c in ("titled", "priced", "shared")

@@ -1,7 +1,10 @@
-"""Next-item ranking metrics (KDD Cup 2023 Task 1: MRR@100 is the official score)."""
+"""Next-item ranking metrics (KDD Cup 2023 Task 1: MRR@100 is the official score), plus the
+HR@K and NDCG@K at K = 5 and 10 that the generative-recommendation papers report."""
 
 import numpy as np
 import polars as pl
+
+PAPER_CUTOFFS = (5, 10)  # HR@K and NDCG@K of TIGER, LC-Rec and the papers that follow them
 
 
 def target_ranks(predictions: pl.Series, targets: pl.Series, k: int = 100) -> np.ndarray:
@@ -28,21 +31,26 @@ def target_ranks(predictions: pl.Series, targets: pl.Series, k: int = 100) -> np
 def ranking_metrics(
     predictions: pl.Series, targets: pl.Series, locales: pl.Series, k: int = 100
 ) -> dict:
-    """MRR@k, Recall@k and NDCG@k overall (mean over all sessions) and per locale.
+    """MRR@k, Recall@k and NDCG@k, then HR@K and NDCG@K for the paper cutoffs K <= k (5, 10),
+    overall (mean over all sessions) and per locale.
 
-    With one target per session Recall@k is the hit rate and the ideal DCG is 1.
+    With one target per session Recall@K is the hit rate HR@K (target within the first K) and
+    the ideal DCG is 1, so NDCG@K = 1 / log2(rank + 1) when rank <= K, else 0.
     """
     _check_lengths(predictions=predictions, targets=targets, locales=locales)
     if len(targets) == 0:
         raise ValueError("ranking_metrics needs at least one session")
     rank = pl.col("rank")
-    hit = rank > 0
-    metrics = [
-        pl.when(hit).then(1.0 / rank).otherwise(0.0).mean().alias(f"mrr@{k}"),
-        hit.mean().alias(f"recall@{k}"),
-        pl.when(hit).then(1.0 / (rank + 1).log(2)).otherwise(0.0).mean().alias(f"ndcg@{k}"),
-        pl.len().alias("sessions"),
-    ]
+    within = lambda cutoff: (rank > 0) & (rank <= cutoff)
+    named = {
+        f"mrr@{k}": pl.when(within(k)).then(1.0 / rank).otherwise(0.0).mean(),
+        f"recall@{k}": within(k).mean(),
+        f"ndcg@{k}": pl.when(within(k)).then(1.0 / (rank + 1).log(2)).otherwise(0.0).mean(),
+    }
+    for cutoff in (c for c in PAPER_CUTOFFS if c <= k):
+        named.setdefault(f"hr@{cutoff}", within(cutoff).mean())
+        named.setdefault(f"ndcg@{cutoff}", pl.when(within(cutoff)).then(1.0 / (rank + 1).log(2)).otherwise(0.0).mean())
+    metrics = [expression.alias(name) for name, expression in named.items()] + [pl.len().alias("sessions")]
     frame = pl.DataFrame(
         {"locale": locales, "rank": target_ranks(predictions, targets, k)}
     )
