@@ -1,6 +1,6 @@
 """Generation on a tiny Llama trained in seconds to write "<title>\\n<more>": vLLM and HF agree
 token for token, titles stop at the newline, candidates come sorted, an adapter changes the
-output, shards resume, and bad models or adapters fail with one line."""
+output, chunks resume, and bad models or adapters fail with one line."""
 
 from __future__ import annotations
 
@@ -199,18 +199,18 @@ def prompt_rows(n: int) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"session_id": list(range(n)), "locale": [locales[i % 3] for i in range(n)], "prompt": PROMPTS[:n]})
 
 
-def test_shards_resume_after_an_interruption(tmp_path):
-    config = GenerateConfig(shard_size=4, decoding="sample", num_candidates=2)
+def test_chunks_resume_after_an_interruption(tmp_path):
+    config = GenerateConfig(chunk_size=4, decoding="sample", num_candidates=2)
     rows, out = prompt_rows(10), tmp_path / "titles.parquet"
     with pytest.raises(KeyboardInterrupt):
         generate_titles(Counting(fail_on=2), rows, out, config, log=lambda _: None)
-    shards = tmp_path / "titles.parquet.shards"
-    assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.parquet", "shard-00001.parquet"] and not out.exists()
-    (shards / "shard-00000.parquet").unlink()
+    chunks = tmp_path / "titles.parquet.chunks"
+    assert sorted(p.name for p in chunks.glob("chunk-*")) == ["chunk-00000.parquet", "chunk-00001.parquet"] and not out.exists()
+    (chunks / "chunk-00000.parquet").unlink()
     resumed = Counting()
     frame, throughput = generate_titles(resumed, rows, out, config, log=lambda _: None)
-    assert resumed.calls == [PROMPTS[0:4], PROMPTS[8:10]]  # only the missing shards
-    assert not shards.exists() and pl.read_parquet(out).equals(frame)
+    assert resumed.calls == [PROMPTS[0:4], PROMPTS[8:10]]  # only the missing chunks
+    assert not chunks.exists() and pl.read_parquet(out).equals(frame)
     assert frame.columns == ["session_id", "locale", "next_item_title", "candidates"] and frame.height == 10
     assert frame["session_id"].to_list() == list(range(10))
     assert frame["locale"].to_list() == rows["locale"] and frame["next_item_title"].to_list() == [s[0] for s in SESSIONS[:10]]
@@ -218,18 +218,18 @@ def test_shards_resume_after_an_interruption(tmp_path):
     assert throughput["prompts"] == 6 and throughput["generated_tokens"] == 12 and throughput["tokens_per_s"] > 0
 
 
-def test_shards_of_other_settings_are_not_reused(tmp_path):
+def test_chunks_of_other_settings_are_not_reused(tmp_path):
     rows, out = prompt_rows(10), tmp_path / "titles.parquet"
     with pytest.raises(KeyboardInterrupt):
-        generate_titles(Counting(fail_on=1), rows, out, GenerateConfig(shard_size=4), log=lambda _: None)
+        generate_titles(Counting(fail_on=1), rows, out, GenerateConfig(chunk_size=4), log=lambda _: None)
     with pytest.raises(ValueError, match="max_new_tokens differs"):
-        generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, max_new_tokens=8), log=lambda _: None)
+        generate_titles(Counting(), rows, out, GenerateConfig(chunk_size=4, max_new_tokens=8), log=lambda _: None)
     with pytest.raises(ValueError, match="model_sha256 differs"):  # other weights: another model or adapter
-        generate_titles(Counting(fingerprint="model-b"), rows, out, GenerateConfig(shard_size=4), log=lambda _: None)
+        generate_titles(Counting(fingerprint="model-b"), rows, out, GenerateConfig(chunk_size=4), log=lambda _: None)
     other_sessions = datasets.Dataset.from_dict({**rows.to_dict(), "session_id": list(range(100, 110))})
     with pytest.raises(ValueError, match="sessions_sha256 differs"):  # the same prompts for other sessions: other data
-        generate_titles(Counting(), other_sessions, out, GenerateConfig(shard_size=4), log=lambda _: None)
-    generate_titles(Counting(), rows, out, GenerateConfig(shard_size=4, batch_size=2), log=lambda _: None)  # speed settings may change
+        generate_titles(Counting(), other_sessions, out, GenerateConfig(chunk_size=4), log=lambda _: None)
+    generate_titles(Counting(), rows, out, GenerateConfig(chunk_size=4, batch_size=2), log=lambda _: None)  # speed settings may change
 
 
 def test_the_generator_fingerprint_is_the_weights_content(tiny, tmp_path):
@@ -294,3 +294,40 @@ def test_one_engine_writes_titles_for_several_tasks(tiny, tiny_data, tmp_path):
         assert frame["session_id"].cast(pl.Int64).to_list() == sessions["session_id"].cast(pl.Int64).to_list()
         assert frame["locale"].cast(pl.String).to_list() == sessions["locale"].cast(pl.String).to_list()
         assert (frame["candidates"].list.len() == 1).all()
+
+
+def test_shards_merge_into_exactly_the_one_process_titles(tiny, tiny_data, tmp_path, capsys):
+    """`generate --shard I/N` on each slice, then `llmrec merge`: the same file one process
+    writes; an unfinished, missing or foreign shard is refused."""
+    from llmrec.cli.main import main
+
+    args = ["generate", "--task", "2", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data), "--limit", "10",
+            "generate.chunk_size=3", "generate.max_new_tokens=6", "generate.dtype=float32"]
+    main([*args, "--out", str(tmp_path / "one.parquet")])
+    for index in (0, 1):
+        main([*args, "--out", str(tmp_path / "two.parquet"), "--shard", f"{index}/2"])
+    assert sorted(p.name for p in tmp_path.glob("two.shard-*.parquet")) == ["two.shard-0-of-2.parquet", "two.shard-1-of-2.parquet"]
+    main(["merge", "--out", str(tmp_path / "two.parquet")])
+    assert pl.read_parquet(tmp_path / "two.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+    main([*args[:-3], "generate.chunk_size=3", "generate.max_new_tokens=5", "generate.dtype=float32",
+          "--out", str(tmp_path / "two.parquet"), "--shard", "1/2"])  # shard 1 again, under other settings
+    with pytest.raises(SystemExit):
+        main(["merge", "--out", str(tmp_path / "two.parquet")])
+    assert "come from different runs (digest differs)" in capsys.readouterr().err
+    (tmp_path / "two.shard-1-of-2.parquet").unlink()
+    (tmp_path / "two.shard-1-of-2.json").unlink()
+    with pytest.raises(SystemExit):
+        main(["merge", "--out", str(tmp_path / "two.parquet")])
+    assert "shard 1 of 2 is missing" in capsys.readouterr().err
+
+
+def test_shards_hold_whole_chunks_and_cover_every_row_once():
+    from llmrec.shards import Shard
+
+    for total, unit, count in ((10, 3, 2), (10, 1, 3), (7, 10, 3), (100, 7, 8), (0, 5, 2)):
+        ranges = [Shard(i, count).rows(total, unit) for i in range(count)]
+        assert [r[0] for r in ranges][0] == 0 and ranges[-1][1] == total
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, no overlap
+        assert all(start % unit == 0 for start, end in ranges if start < total)  # whole chunks
+    with pytest.raises(ConfigError, match="0 <= I < N"):
+        Shard.parse("2/2")

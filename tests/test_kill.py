@@ -70,11 +70,11 @@ def test_recommend_killed_midway_resumes_to_the_same_lists(tiny_data, tmp_path):
 
 def test_generate_killed_midway_resumes_to_the_same_titles(tiny_data, tiny_llm, tmp_path):
     settings = ["--task", "3", "--backend", "hf", "--model", str(tiny_llm), "--data", str(tiny_data), "--limit", "24",
-                "generate.shard_size=4", "generate.batch_size=4", "generate.max_new_tokens=6", "generate.dtype=float32"]
+                "generate.chunk_size=4", "generate.batch_size=4", "generate.max_new_tokens=6", "generate.dtype=float32"]
     uninterrupted("generate", *settings, "--out", str(tmp_path / "straight.parquet"))
     out = tmp_path / "killed.parquet"
-    shards = tmp_path / "killed.parquet.shards"
-    kill_when(llmrec("generate", *settings, "--out", str(out)), lambda: len(list(shards.glob("shard-*.parquet"))) >= 2, out)
+    chunks = tmp_path / "killed.parquet.chunks"
+    kill_when(llmrec("generate", *settings, "--out", str(out)), lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2, out)
     assert "resuming" in finished("generate", *settings, "--out", str(out))
     assert pl.read_parquet(out).equals(pl.read_parquet(tmp_path / "straight.parquet"))
 

@@ -21,6 +21,7 @@ def generate(
     out_file: Path = typer.Option(..., "--out", help="Parquet: session_id, locale, next_item_title, candidates."),
     config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th of N slices of the sessions, into <out stem>.shard-I-of-N.parquet (`llmrec merge`)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. generate.decoding=beam generate.num_candidates=4"),
 ) -> None:
     """Generate next-product titles (n candidates with scores) with vLLM or HF generate.
@@ -33,6 +34,7 @@ def generate(
     from llmrec.evaluate import score_split
     from llmrec.generate import titles_for_tasks
     from llmrec.runs import departures, overrides_of, trained_settings
+    from llmrec.shards import Shard
     from llmrec.train.config import Task3Config
 
     named = given(split__name=split, split__phase=phase, data=data, model=model, generate__backend=backend, split__limit=limit or None)
@@ -43,7 +45,10 @@ def generate(
         warn(f"the adapter was trained with other settings ({change}): {consequence}")
     dataset = AmazonM2(Path(run.data))
     adapter_folder = str(adapter) if adapter else None
-    titles, throughput = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log)[task]
-    out.print(f"wrote {out_file} ({titles.height} sessions)")
-    metrics = score_split(3, titles, load_task_split(dataset, 3, run.split), str(out_file)) if task == 3 else None
-    finish(out_file, run, {"throughput": throughput, "metrics": show_metrics(metrics, f"task 3: {out_file}")})
+    part = Shard.parse(shard) if shard else None
+    results = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log, part)
+    titles, throughput = results[task]
+    written = part.path(out_file) if part else out_file
+    out.print(f"wrote {written} ({titles.height} sessions)")
+    metrics = score_split(3, titles, load_task_split(dataset, 3, run.split), str(out_file)) if task == 3 and part is None else None
+    finish(written, run, {"throughput": throughput, "metrics": show_metrics(metrics, f"task 3: {out_file}")})

@@ -18,6 +18,7 @@ from llmrec.cli import (
     evaluate,
     finetune,
     generate,
+    merge,
     models,
     playground,
     prompts,
@@ -39,7 +40,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(configs.app, name="configs")
 for verb in (baseline.baseline, finetune.finetune, generate.generate, recommend.recommend, finetune.export, evaluate.evaluate,
-             demo.demo, playground.playground, report.report):
+             merge.merge, demo.demo, playground.playground, report.report):
     app.command()(verb)
 
 USAGE_ERRORS = (click.ClickException, VendoredClickException)

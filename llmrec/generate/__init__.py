@@ -1,5 +1,5 @@
 """Task 3 generation: next-product titles with scores from vLLM or transformers, written as a
-submission in resumable shards."""
+submission in resumable chunks."""
 
 from llmrec.generate.backends import make_generator
 from llmrec.generate.base import Candidate, GenerateConfig, Generator

@@ -27,7 +27,7 @@ class GenerateConfig:
     top_p: float = 0.95  # sample only
     max_new_tokens: int = 48
     batch_size: int = 16  # prompts per batch (hf; vLLM schedules its own batches)
-    shard_size: int = 2000  # sessions per shard file: an interrupted run resumes from the last shard
+    chunk_size: int = 2000  # sessions per chunk file: an interrupted run resumes after the last finished chunk
     seed: int = 0
     dtype: str = "auto"  # auto: bfloat16 on CUDA GPUs that support it, else float32
     vllm_kv_cache_gb: float = 1.0  # KV cache of the vLLM CPU engine
@@ -38,7 +38,7 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
-        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "shard_size"):
+        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generate.{name} must be at least 1")
         if self.decoding == "greedy" and self.num_candidates != 1:

@@ -1,8 +1,9 @@
-"""Prompts -> a task 3 submission, in shards, so a long run that stops resumes where it was."""
+"""Prompts -> a task 3 submission, in chunks, so a long run that stops resumes where it was."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from llmrec import io
 from llmrec.config import to_dict
 from llmrec.generate.base import GenerateConfig, Generator
 from llmrec.progress import track
+from llmrec.shards import Shard, seal_shard
 
 if TYPE_CHECKING:
     import datasets
@@ -26,8 +28,8 @@ CANDIDATES = pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
 RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora")  # change speed or memory, not the titles
 
 
-def shard_folder(out: Path) -> Path:
-    return out.with_name(out.name + ".shards")
+def chunk_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".chunks")
 
 
 def generate_titles(
@@ -38,27 +40,27 @@ def generate_titles(
     The first two columns and the order make it a task 3 submission; `session_id` (the row of
     the session file) lets tasks 1 and 2 join the titles to their sessions.
 
-    Each finished shard of `config.shard_size` prompts is written atomically to
-    `<out>.shards/`; shards already there are kept, so rerunning an interrupted command only
+    Each finished chunk of `config.chunk_size` prompts is written atomically to
+    `<out>.chunks/`; chunks already there are kept, so rerunning an interrupted command only
     generates the missing ones. The folder goes once `out` is written."""
     out = Path(out)
     rows = prompts.to_polars()
-    folder = shard_folder(out)
+    folder = chunk_folder(out)
     io.claim_folder(folder, _settings(config, rows, generator.fingerprint))
-    size = config.shard_size
-    paths = [folder / f"shard-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
+    size = config.chunk_size
+    paths = [folder / f"chunk-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
     missing = [k for k, path in enumerate(paths) if not path.exists()]
     if len(missing) < len(paths):
-        log(f"resuming: {len(paths) - len(missing)} of {len(paths)} shards already in {folder}")
+        log(f"resuming: {len(paths) - len(missing)} of {len(paths)} chunks already in {folder}")
     started, tokens_before, generated = time.perf_counter(), generator.generated_tokens, 0
-    for k in track(missing, "generating titles (shards)", total=len(missing)):
-        shard = rows.slice(k * size, size)
-        candidates = generator.generate(shard["prompt"].to_list())
-        frame = shard.select("session_id", pl.col("locale").cast(pl.String)).with_columns(
+    for k in track(missing, "generating titles (chunks)", total=len(missing)):
+        chunk = rows.slice(k * size, size)
+        candidates = generator.generate(chunk["prompt"].to_list())
+        frame = chunk.select("session_id", pl.col("locale").cast(pl.String)).with_columns(
             pl.Series("candidates", [[{"title": t, "score": s} for t, s in c] for c in candidates], dtype=CANDIDATES)
         )
         io.write_parquet(frame, paths[k])
-        generated += shard.height
+        generated += chunk.height
     seconds = time.perf_counter() - started
     tokens = generator.generated_tokens - tokens_before
     throughput = {
@@ -69,8 +71,8 @@ def generate_titles(
     if generated:
         log(f"generated {generated:,} prompts in {seconds:.1f} s: {throughput['prompts_per_s']} prompts/s, {throughput['tokens_per_s']} tokens/s")
     empty = pl.DataFrame(schema={"session_id": pl.Int64, "locale": pl.String, "candidates": CANDIDATES})
-    shards = pl.concat([pl.read_parquet(path) for path in paths]) if paths else empty
-    titles = shards.select(
+    chunks = pl.concat([pl.read_parquet(path) for path in paths]) if paths else empty
+    titles = chunks.select(
         pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String),
         pl.col("candidates").list.first().struct.field("title").alias("next_item_title"), "candidates",
     )
@@ -81,11 +83,12 @@ def generate_titles(
 
 def titles_for_tasks(
     dataset: AmazonM2, outputs: dict[int, Path], split: SplitConfig, prompt: PromptConfig, model: str, adapter: str | None,
-    config: GenerateConfig, log: Callable[[str], None] = print,
+    config: GenerateConfig, log: Callable[[str], None] = print, shard: Shard | None = None,
 ) -> dict[int, tuple[pl.DataFrame, dict]]:
     """Titles for the sessions of each task of `outputs` (task -> output file) from one engine,
     loaded once; each written and resumable like `generate_titles`. Returns task -> (titles,
-    throughput)."""
+    throughput). With `shard`, only that slice of each task's sessions, into its shard file
+    (`llmrec merge` assembles them)."""
     from llmrec.generate.backends import make_generator
     from llmrec.models.prepare import load_tokenizer, resolve_model
     from llmrec.prompts import split_prompts
@@ -96,15 +99,26 @@ def titles_for_tasks(
     try:
         for task, out in outputs.items():
             prompts = split_prompts(dataset, task, split, prompt, tokenizer)
-            results[task] = generate_titles(generator, prompts, out, config, log=log)
+            if shard is None:
+                results[task] = generate_titles(generator, prompts, out, config, log=log)
+                continue
+            start, end = shard.rows(len(prompts), config.chunk_size)
+            part = shard.path(out)
+            results[task] = generate_titles(generator, prompts.select(range(start, end)), part, config, log=log)
+            seal_shard(part, shard, len(prompts), config.chunk_size, run_digest(config, prompts.to_polars(), generator.fingerprint))
     finally:
         if hasattr(generator, "close"):
             generator.close()
     return results
 
 
+def run_digest(config: GenerateConfig, rows: pl.DataFrame, model: str) -> str:
+    """One digest of everything that decides a whole run's titles: shards of one run share it."""
+    return hashlib.sha256(json.dumps(_settings(config, rows, model), sort_keys=True).encode()).hexdigest()
+
+
 def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:
-    """What decides the titles: shards on disk are reused only for the same weights (`model`:
+    """What decides the titles: chunks on disk are reused only for the same weights (`model`:
     their digest), the same sessions and prompts, and the same decoding."""
     settings = {k: v for k, v in to_dict(config).items() if k not in RESOURCE_SETTINGS}
     sessions = rows.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prompt").write_ipc(None).getvalue()

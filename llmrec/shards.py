@@ -1,0 +1,109 @@
+"""Work that fans out: `--shard I/N` makes a command process one deterministic slice of its
+sessions, so any scheduler (a Slurm array, Ray, Kubernetes jobs) can run the N slices on as
+many machines; `llmrec merge` then assembles them in the sessions' order.
+
+Shard I of N holds a contiguous run of the n sessions the command would process unsharded:
+of their C chunks (the command's unit of work, `chunk_size` rows), chunks [I * C // N,
+(I + 1) * C // N). A chunk is computed the same way in a shard as in one process (the same
+batches, so the same numbers), which makes merged shards equal the one-process output. It writes `<stem>.shard-I-of-N.parquet` beside the output
+with a manifest (`.json`): which rows it holds, of how many, and a digest of everything that
+decides its content (settings, data, model). The merge refuses shards of different runs, a
+missing shard and overlapping ones, and writes the output exactly as one process would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from llmrec import io
+from llmrec.errors import ConfigError, UserError
+
+SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)\.parquet$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`I/N`, with 0 <= I < N."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+        if not match or not 0 <= int(match[1]) < int(match[2]):
+            raise ConfigError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+        return cls(int(match[1]), int(match[2]))
+
+    def rows(self, total: int, unit: int = 1) -> tuple[int, int]:
+        """The half-open row range [start, end) of this shard among `total` rows cut in chunks
+        of `unit` rows (a shard holds whole chunks)."""
+        chunks = -(-total // unit)
+        start, end = self.index * chunks // self.count * unit, (self.index + 1) * chunks // self.count * unit
+        return min(start, total), min(end, total)
+
+    def path(self, out: str | Path) -> Path:
+        """`runs/titles.parquet` -> `runs/titles.shard-1-of-4.parquet`."""
+        out = Path(out)
+        return out.with_name(f"{out.name.split('.')[0]}.shard-{self.index}-of-{self.count}.parquet")
+
+
+def manifest_path(shard_file: Path) -> Path:
+    return shard_file.with_suffix(".json")
+
+
+def seal_shard(path: Path, shard: Shard, total: int, unit: int, digest: str) -> Path:
+    """The manifest of a finished shard file (written after the file: a shard without one is
+    unfinished, and the merge says so)."""
+    start, end = shard.rows(total, unit)
+    rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    if rows != end - start:
+        raise ValueError(f"{path} has {rows} rows, shard {shard.index}/{shard.count} of {total} holds {end - start}")
+    io.write_json({"shard": shard.index, "shards": shard.count, "start": start, "end": end, "total": total, "digest": digest},
+                  manifest_path(path))
+    return path
+
+
+def merge_shards(out: str | Path) -> pl.DataFrame:
+    """Assembles `out` from its shard files, in row order, after checking that they are the
+    shards of one run (same count, total and digest) and cover every row exactly once."""
+    out = Path(out)
+    stem = out.name.split(".")[0]
+    files = sorted(p for p in out.parent.glob(f"{stem}.shard-*-of-*.parquet") if SHARD_FILE.search(p.name))
+    if not files:
+        raise ConfigError(f"{out}: no shard files {stem}.shard-I-of-N.parquet beside it to merge")
+    manifests = []
+    for file in files:
+        if not manifest_path(file).exists():
+            raise UserError(f"{file}: its shard is unfinished (no {manifest_path(file).name}): run that shard again")
+        manifests.append(json.loads(manifest_path(file).read_text(encoding="utf-8")) | {"file": file})
+    first = manifests[0]
+    for manifest in manifests:
+        for key in ("shards", "total", "digest"):
+            if manifest[key] != first[key]:
+                raise UserError(f"{manifest['file']} and {first['file']} come from different runs ({key} differs): "
+                                "remove the stale shard files")
+    count = first["shards"]
+    found = sorted(m["shard"] for m in manifests)
+    missing = sorted(set(range(count)) - set(found))
+    if missing:
+        raise UserError(f"{out}: shard {missing[0]} of {count} is missing ({len(missing)} missing): run it, then merge again")
+    if len(found) != len(set(found)):
+        raise UserError(f"{out}: a shard appears twice")
+    manifests.sort(key=lambda m: m["shard"])
+    position = 0
+    for manifest in manifests:
+        if manifest["start"] != position:
+            raise UserError(f"{manifest['file']} starts at row {manifest['start']}, expected {position}: shards overlap or leave a gap")
+        position = manifest["end"]
+    if position != first["total"]:
+        raise UserError(f"{out}: the shards hold {position} rows of {first['total']}")
+    merged = pl.concat([pl.read_parquet(m["file"]) for m in manifests])
+    if merged.height != first["total"]:
+        raise UserError(f"{out}: the shard files hold {merged.height} rows, their manifests say {first['total']}")
+    io.write_parquet(merged, out)
+    return merged
