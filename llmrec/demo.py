@@ -10,8 +10,11 @@ output is already there, so an interrupted demo continues where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import polars as pl
 from rich.console import Console
@@ -50,44 +53,66 @@ class DemoConfig:
         return Path(self.data or f"data/synth-{self.scale}")
 
 
-def run_demo(config: DemoConfig, console: Console) -> pl.DataFrame:
+@dataclass
+class DemoResult:
+    rows: pl.DataFrame  # task, method, locale, metrics
+    seconds: dict[str, float]  # stage -> wall seconds, in the order they ran
+
+
+def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     """Runs every stage into `config.out` and returns the results table (task, method,
-    locale, metrics); metrics.json, config.yaml and every submission are in the run folder."""
-    out, data_dir = Path(config.out), config.data_dir
+    locale, metrics) with each stage's time; metrics.json, config.yaml and every submission
+    are in the run folder."""
+    out, data_dir, seconds = Path(config.out), config.data_dir, {}
     save_config(dataclasses.replace(config, data=str(data_dir)), out / "config.yaml")
-    generate(data_dir, SynthConfig(config.scale, config.seed), progress=lambda step: progress_console.print(f"[dim]synth[/dim] {step}"))
-    dataset = AmazonM2(data_dir)
-    dataset.validate()
-    stats = dataset_stats(dataset)
-    io.write_csv(stats, out / "data_stats.csv")
-    console.print(f"[bold]{data_dir}[/bold]: {stats['sessions'][-1]:,} train sessions, {stats['products'][-1]:,} products")
-    splits = {task: load_task_split(dataset, task, config.split) for task in (1, 2, 3)}
+    with timed(seconds, "data"):
+        generate(data_dir, SynthConfig(config.scale, config.seed), progress=lambda step: progress_console.print(f"[dim]synth[/dim] {step}"))
+        dataset = AmazonM2(data_dir)
+        dataset.validate()
+        stats = dataset_stats(dataset)
+        io.write_csv(stats, out / "data_stats.csv")
+        console.print(f"[bold]{data_dir}[/bold]: {stats['sessions'][-1]:,} train sessions, {stats['products'][-1]:,} products")
+        splits = {task: load_task_split(dataset, task, config.split) for task in (1, 2, 3)}
     results = Results(out, splits)
-    for task, split in splits.items():
-        for name in TITLE_BASELINES if task == 3 else RANKING_BASELINES:
-            results.add(task, name, run_baseline(name, split, config.baseline))
-    choice = config.recommend.title_choice
-    choices = ranked_titles(splits[3], choice, config.baseline)
-    results.add(3, "co-visitation titles", choose_titles(splits[3], choices, None, choice))
-    titles = llm_titles(config, dataset, results, console) if config.llm else {}
+    with timed(seconds, "baselines"):
+        for task, split in splits.items():
+            for name in TITLE_BASELINES if task == 3 else RANKING_BASELINES:
+                results.add(task, name, run_baseline(name, split, config.baseline))
+        choice = config.recommend.title_choice
+        choices = ranked_titles(splits[3], choice, config.baseline)
+        results.add(3, "co-visitation titles", choose_titles(splits[3], choices, None, choice))
+    titles = llm_titles(config, dataset, results, console, seconds) if config.llm else {}
     if 3 in titles:
-        results.add(3, "LoRA + co-visitation titles", choose_titles(splits[3], choices, titles[3], choice))
-    text = TextSignals.for_catalog(dataset.products(), config.recommend.text, log=console.print)
+        with timed(seconds, "task 3 title choice"):
+            results.add(3, "LoRA + co-visitation titles", choose_titles(splits[3], choices, titles[3], choice))
+    with timed(seconds, "catalog embeddings and index"):
+        text = TextSignals.for_catalog(dataset.products(), config.recommend.text, log=console.print)
     for task in (1, 2):
-        settings = dataclasses.replace(config.recommend, task=task, data=str(data_dir), split=config.split)
-        data = ranking_data(dataset, settings)
-        for method, generated in (("rerank", None), ("rerank + LLM titles", titles.get(task))):
-            if method != "rerank" and generated is None:
-                continue
-            path = out / f"task{task}" / ("rerank-llm.parquet" if generated is not None else "rerank.parquet")
-            lists, report = recommend(settings, data, path, generated, None, text, log=console.print)
-            io.write_json(report.to_dict(), path.with_suffix(".report.json"))
-            results.add(task, method, lists, write=False)
+        with timed(seconds, f"task {task}: candidates, features, reranking"):
+            settings = dataclasses.replace(config.recommend, task=task, data=str(data_dir), split=config.split)
+            data = ranking_data(dataset, settings)
+            for method, generated in (("rerank", None), ("rerank + LLM titles", titles.get(task))):
+                if method != "rerank" and generated is None:
+                    continue
+                path = out / f"task{task}" / ("rerank-llm.parquet" if generated is not None else "rerank.parquet")
+                lists, report = recommend(settings, data, path, generated, None, text, log=console.print)
+                io.write_json(report.to_dict(), path.with_suffix(".report.json"))
+                results.add(task, method, lists, write=False)
     io.write_json(results.metrics, out / "metrics.json")
-    return pl.DataFrame(results.rows)
+    return DemoResult(pl.DataFrame(results.rows), seconds)
 
 
-def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console: Console) -> dict[int, pl.DataFrame]:
+@contextmanager
+def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Adds the wall time of the block to `seconds[stage]`."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console: Console, seconds: dict[str, float]) -> dict[int, pl.DataFrame]:
     """Finetune (or reuse) the LoRA adapter, then generate titles for the sessions of tasks 3, 1
     and 2 with one engine; task 3's are scored as a submission."""
     from llmrec.generate import titles_for_tasks
@@ -99,11 +124,14 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
                                 train=dataclasses.replace(config.task3.train, out=str(out / "task3")))
     adapter = Path(task3.train.out) / "adapter"
     check_run_folder(Path(task3.train.out), task3)  # an adapter trained with other settings is never reused
-    if not adapter.exists():
-        console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps")
-        finetune_recipe(task3, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
+    with timed(seconds, "LoRA finetuning"):
+        if not adapter.exists():
+            console.print(f"finetuning {task3.model} with LoRA for {task3.train.max_steps} steps")
+            finetune_recipe(task3, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
     outputs = {task: out / "titles" / f"task{task}.parquet" for task in (3, 1, 2)}
-    generated = titles_for_tasks(dataset, outputs, config.split, task3.prompt, task3.model, str(adapter), task3.generate, log=console.print)
+    with timed(seconds, "title generation (tasks 3, 1, 2)"):
+        generated = titles_for_tasks(dataset, outputs, config.split, task3.prompt, task3.model, str(adapter), task3.generate,
+                                     log=console.print)
     titles = {task: frame for task, (frame, _) in generated.items()}
     for task in titles:
         save_config(task3, out / "titles" / f"task{task}.config.yaml")

@@ -15,6 +15,19 @@ out = Console(width=None if sys.stdout.isatty() else 180, record=True)  # wide t
 OVERRIDES_HELP = "key=value overrides of the config, e.g. split.limit=1000"
 
 
+def libraries_log(path: Path):
+    """Other libraries' output (warnings, records, bars, native writes) into `path` while a verb
+    runs; the console keeps llmrec's results and progress bars."""
+    from llmrec.progress import console, libraries_to
+
+    return libraries_to(path, keep=(out, console))
+
+
+def libraries_log_for(output: Path) -> Path:
+    """`runs/titles.parquet` -> `runs/titles.libraries.log`, beside the run's other artefacts."""
+    return output.with_name(f"{output.name.split('.')[0]}.libraries.log")
+
+
 def log(line: str) -> None:
     out.print(line, highlight=False)
 

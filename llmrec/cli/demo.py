@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import out
+from llmrec.cli.common import libraries_log, out
 from llmrec.cli.tables import rich_table
 
 
@@ -22,16 +22,23 @@ def demo(
 
     Example: llmrec demo --scale small --out runs/demo-small
     """
+    import polars as pl
+
     from llmrec import io
     from llmrec.config import load_config
-    from llmrec.demo import DemoConfig, run_demo
+    from llmrec.demo import DemoConfig, run_demo, timed
     from llmrec.report import write_report
     from llmrec.runs import summary_table
 
     run = load_config(DemoConfig, config, [*(overrides or []), f"scale={scale}", f"out={out_dir or Path('runs') / f'demo-{scale}'}"])
-    results = run_demo(run, out)
-    for task, headline in ((1, "MRR@100"), (2, "MRR@100"), (3, "BLEU-4")):
-        title = f"task {task}, validation split of {run.data_dir} (locale columns: {headline})"
-        out.print(rich_table(summary_table(results, task), title))
+    with libraries_log(Path(run.out) / "libraries.log"):
+        result = run_demo(run, out)
+        for task, headline in ((1, "MRR@100"), (2, "MRR@100"), (3, "BLEU-4")):
+            title = f"task {task}, validation split of {run.data_dir} (locale columns: {headline})"
+            out.print(rich_table(summary_table(result.rows, task), title))
+        with timed(result.seconds, "report"):
+            report = write_report(Path(run.out))
+    stages = pl.DataFrame({"stage": list(result.seconds), "seconds": [round(s, 1) for s in result.seconds.values()]})
+    out.print(rich_table(stages.vstack(pl.DataFrame({"stage": ["total"], "seconds": [round(stages["seconds"].sum(), 1)]})), "time per stage"))
+    out.print(f"run folder: {run.out}\nreport: {report}\nother libraries' output: {Path(run.out) / 'libraries.log'}")
     io.write_text(out.export_text(clear=False), Path(run.out) / "demo.log")
-    out.print(f"run folder: {run.out}\nreport: {write_report(Path(run.out))}")

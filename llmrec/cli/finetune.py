@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import log, out
+from llmrec.cli.common import libraries_log, log, out
 
 
 def finetune(
@@ -25,7 +25,8 @@ def finetune(
     from llmrec.train.recipe import finetune_recipe
 
     run = load_config(Task3Config, config, overrides or [])
-    metrics = finetune_recipe(run, resume=resume, log=log)
+    with libraries_log(Path(run.train.out) / "libraries.log"):
+        metrics = finetune_recipe(run, resume=resume, log=log)
     out.print(f"adapter: {Path(run.train.out) / 'adapter'}  " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import finish, given, log, out, show_metrics, warn
+from llmrec.cli.common import finish, given, libraries_log, libraries_log_for, log, out, show_metrics, warn
 
 
 def generate(
@@ -46,7 +46,8 @@ def generate(
     dataset = AmazonM2(Path(run.data))
     adapter_folder = str(adapter) if adapter else None
     part = Shard.parse(shard) if shard else None
-    results = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log, part)
+    with libraries_log(libraries_log_for(part.path(out_file) if part else out_file)):
+        results = titles_for_tasks(dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log, part)
     titles, throughput = results[task]
     written = part.path(out_file) if part else out_file
     out.print(f"wrote {written} ({titles.height} sessions)")

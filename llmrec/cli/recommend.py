@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from llmrec.cli.common import finish, given, log, out, show_metrics, warn
+from llmrec.cli.common import finish, given, libraries_log, libraries_log_for, log, out, show_metrics, warn
 
 
 def recommend(
@@ -66,9 +66,10 @@ def recommend(
     else:
         rank_data = ranking_data(dataset, run)
         task_split = rank_data.target
-        text = TextSignals.for_catalog(dataset.products(), run.text, log=log)
         generated_valid = read_titles(valid_titles) if valid_titles else None
-        lists, ranked = rank_sessions(run, rank_data, out_file, generated, generated_valid, text, log=log)
+        with libraries_log(libraries_log_for(out_file)):
+            text = TextSignals.for_catalog(dataset.products(), run.text, log=log)
+            lists, ranked = rank_sessions(run, rank_data, out_file, generated, generated_valid, text, log=log)
         report = ranked.to_dict()
         out.print(f"wrote {out_file} ({lists.height:,} sessions, {ranked.sessions_per_s:,} sessions/s)")
     report["metrics"] = show_metrics(score_split(run.task, lists, task_split, str(out_file)), f"task {run.task}: {out_file}")

@@ -34,11 +34,13 @@ class GenerateConfig:
     vllm_eager: bool = False  # skip vLLM's torch.compile (faster start, maybe slower steps; always eager on CPU with LoRA)
     max_lora_rank: int = 16  # vLLM: largest adapter rank it can serve
     vllm_lora: Literal["auto", "merge", "request"] = "auto"  # adapter as a LoRARequest or merged into the model; auto: merge on CPU
+    tensor_parallel_size: int = 1  # vLLM: GPUs one model is split across (a multi-GPU node)
+    data_parallel_size: int = 1  # vLLM: model replicas, each on its own GPUs, sharing the prompts
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
-        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size"):
+        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size", "tensor_parallel_size", "data_parallel_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generate.{name} must be at least 1")
         if self.decoding == "greedy" and self.num_candidates != 1:

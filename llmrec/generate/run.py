@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from llmrec.prompts import PromptConfig
 
 CANDIDATES = pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
-RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora")  # change speed or memory, not the titles
+RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora", "tensor_parallel_size", "data_parallel_size")  # change speed or memory, not the titles
 
 
 def chunk_folder(out: Path) -> Path:

@@ -47,6 +47,11 @@ def lora_mode(config: GenerateConfig, on_cpu: bool) -> str:
     return config.vllm_lora if config.vllm_lora != "auto" else ("merge" if on_cpu else "request")
 
 
+def parallel(config: GenerateConfig) -> dict:
+    """vLLM's own tensor and data parallelism, passed through when asked for (its defaults otherwise)."""
+    return {key: getattr(config, key) for key in ("tensor_parallel_size", "data_parallel_size") if getattr(config, key) > 1}
+
+
 class VLLMGenerator:
     def __init__(self, config: GenerateConfig, model: str, adapter: str | None = None):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -81,6 +86,7 @@ class VLLMGenerator:
         self.llm = LLM(
             model=model, dtype=resolve_dtype(config.dtype), seed=config.seed, max_model_len=self.max_model_len,
             enable_lora=adapter is not None, max_lora_rank=config.max_lora_rank, enforce_eager=config.vllm_eager, **memory,
+            **parallel(config),
         )
         self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter is not None else None
         self.generated_tokens = 0
