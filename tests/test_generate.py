@@ -331,3 +331,23 @@ def test_shards_hold_whole_chunks_and_cover_every_row_once():
         assert all(start % unit == 0 for start, end in ranges if start < total)  # whole chunks
     with pytest.raises(ConfigError, match="0 <= I < N"):
         Shard.parse("2/2")
+
+
+def test_ray_runs_the_shards_as_tasks_and_merges_them(tiny, tiny_data, tmp_path):
+    """`--engine ray` on a local two-worker Ray: the same titles as one process with the same
+    threads per process (a Ray task of one CPU runs torch on one thread; float sums over
+    another thread count differ in their last bits)."""
+    pytest.importorskip("ray", reason="ray is missing: pip install ray (the llmrec[ray] extra)")
+    from llmrec.cli.main import main
+
+    args = ["generate", "--task", "2", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data), "--limit", "8",
+            "generate.chunk_size=2", "generate.max_new_tokens=5", "generate.dtype=float32"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main([*args, "--out", str(tmp_path / "one.parquet")])
+    finally:
+        torch.set_num_threads(threads)
+    main([*args, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray", "--shards", "2"])
+    assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+    assert len(list(tmp_path.glob("ray.shard-*-of-2.parquet"))) == 2

@@ -22,12 +22,26 @@ def generate(
     config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: only the I-th of N slices of the sessions, into <out stem>.shard-I-of-N.parquet (`llmrec merge`)."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray: --shards N as Ray tasks (placed, retried), then merged."),
+    shards: int = typer.Option(2, "--shards", help="With --engine ray: how many shards."),
+    gpus_per_shard: float = typer.Option(0.0, "--gpus-per-shard", help="With --engine ray: GPUs each shard's task asks Ray for."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. generate.decoding=beam generate.num_candidates=4"),
 ) -> None:
     """Generate next-product titles (n candidates with scores) with vLLM or HF generate.
 
     Example: llmrec generate --task 3 --backend vllm --adapter runs/task3/adapter --data data/synth-small --split valid --out runs/titles.parquet
     """
+    if engine == "ray":
+        from llmrec.engines.ray import run_shards
+
+        argv = ["generate", "--task", str(task), "--split", split, "--phase", str(phase), "--out", str(out_file), "--config", config,
+                "--limit", str(limit), *[x for option, value in (("--backend", backend), ("--model", model), ("--adapter", adapter),
+                                                                  ("--data", data)) if value is not None for x in (option, str(value))],
+                *(overrides or [])]
+        with libraries_log(libraries_log_for(out_file)):
+            merged = run_shards(argv, shards, out_file, gpus_per_shard, log=log)
+        out.print(f"wrote {out_file} ({merged.height} sessions, {shards} shards on Ray)")
+        return
     from llmrec.config import load_config
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import load_task_split
