@@ -8,9 +8,9 @@ the labelled layout published after the competition.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -28,7 +28,7 @@ from llmrec.data.schema import (
     test_file,
 )
 from llmrec.data.synth.catalog import build_catalog
-from llmrec.data.synth.sessions import LocaleMarket, simulate
+from llmrec.data.synth.sessions import HABITS, LocaleMarket, simulate
 from llmrec.data.write import write_sessions
 
 # The real release (train sessions, products, mean previous items per session).
@@ -75,7 +75,7 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
         n_train = max(200, round(REAL_TRAIN_SESSIONS[locale] * config.fraction))
         n_test = {task: round(n_train * share) for task, share in TEST_SHARE.items() if locale in TASK_LOCALES[task]}
         n_total = n_train + 2 * sum(n_test.values())
-        offsets, items, next_items = simulate(rng, market, n_total, REAL_MEAN_LENGTH[locale])
+        offsets, items, next_items = simulate(rng, market, n_total, REAL_MEAN_LENGTH[locale], HABITS[locale])
         ids = market.ids
         parts = {"train": n_train} | {f"{task}.{phase}": n for task, n in n_test.items() for phase in (1, 2)}
         split = np.repeat(list(parts), list(parts.values()))
