@@ -39,6 +39,10 @@ REAL_MEAN_LENGTH = {"UK": 4.1, "DE": 4.4, "JP": 4.5, "ES": 3.7, "FR": 3.6, "IT":
 TEST_SHARE = {1: 0.095, 2: 0.095, 3: 0.016}
 UNLISTED_SHARE = 0.003
 SCALES = {"tiny": 0.001, "small": 0.01, "medium": 0.07, "full": 1.0}
+# Below `full` the catalog shrinks more slowly than the sessions (products ~ fraction ** 0.9), as
+# a sample of the release's sessions covers more than its share of the products: each product has
+# fewer sessions at smaller scales, so transitions get more familiar as the set grows, as on real data.
+CATALOG_GROWTH = 0.9
 MANIFEST = "synth.yaml"
 
 
@@ -65,7 +69,7 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     # Every locale keeps enough products for 100-item lists, even at the tiny scale.
-    products_per_locale = {loc: max(300, round(n * config.fraction)) for loc, n in REAL_PRODUCTS.items()}
+    products_per_locale = {loc: max(300, round(n * config.fraction**CATALOG_GROWTH)) for loc, n in REAL_PRODUCTS.items()}
     progress("catalog")
     catalog = build_catalog(rng, products_per_locale)
     frames = []
