@@ -39,7 +39,7 @@ BOOK_SHARE = 0.024  # ISBN-10 ids among all ids
 # Probability that an attribute column is left empty although the title mentions the value.
 EMPTY_FIELD = {"brand": 0.04, "color": 0.25, "size": 0.4, "model": 0.45, "material": 0.6, "desc": 0.15}
 PRICE_MISSING = 0.03
-APPEAL_CAP = 3.0
+APPEAL_CAP = 3.0  # family appeal is cut at this many standard deviations above its median
 FAMILIES_PER_TYPE = 12  # a catalog lists at most one product type per this many families
 
 
