@@ -197,7 +197,9 @@ def test_candidates_merge_per_product(index, catalog):
     """Two candidate titles of one session: per product the best similarity and rank, the number
     of candidates that found it, and the softmax-weighted similarity, checked against the
     titles' own searches. Empty and null titles give nothing."""
-    first, second = catalog.filter(pl.col("locale") == "JP")["title"].head(2).to_list()
+    # Two variants of one product (same brand and model): their searches share some neighbours.
+    jp = catalog.filter(pl.col("locale") == "JP").drop_nulls(["brand", "model"]).unique("title", maintain_order=True)
+    first, second = jp.filter(pl.len().over("brand", "model") >= 2).sort("brand", "model", "title")["title"].head(2).to_list()
     titles = titles_frame([
         (1, "JP", [(first, -1.0), (second, -2.5), ("  ", -0.1)]),
         (2, "JP", [("", -1.0), (None, -2.0)]),

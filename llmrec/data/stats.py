@@ -39,6 +39,19 @@ def session_items(sessions: pl.DataFrame) -> pl.DataFrame:
     return pl.concat(frames).unique()
 
 
+def familiar_transitions(history: pl.DataFrame, sessions: pl.DataFrame, next_items: pl.Series) -> float:
+    """Share of `sessions` whose (last previous item, next item) pair occurs as consecutive items,
+    in that order and locale, in some `history` session (its next item counted as its last item):
+    how familiar the step to predict is from the sessions one can learn from."""
+    asked = sessions.select("locale", pl.col("prev_items").list.last().alias("a"), next_items.alias("b"))
+    path = pl.concat_list("prev_items", "next_item")
+    steps = history.select(
+        "locale", path.list.head(path.list.len() - 1).alias("a"), path.list.tail(path.list.len() - 1).alias("b")
+    ).explode("a", "b")
+    seen = steps.join(asked.unique(), on=["locale", "a", "b"], how="semi").unique().with_columns(pl.lit(True).alias("seen"))
+    return float(asked.join(seen, on=["locale", "a", "b"], how="left", maintain_order="left")["seen"].fill_null(False).mean())
+
+
 def dataset_stats(data: AmazonM2) -> pl.DataFrame:
     """One row per locale, plus "all": train `sessions`, `interactions` (next items included),
     previous items per session (`avg_len`, `median_len`), share of sessions with a repeated item

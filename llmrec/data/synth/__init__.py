@@ -8,9 +8,9 @@ the labelled layout published after the competition.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -28,7 +28,7 @@ from llmrec.data.schema import (
     test_file,
 )
 from llmrec.data.synth.catalog import build_catalog
-from llmrec.data.synth.sessions import LocaleMarket, simulate
+from llmrec.data.synth.sessions import HABITS, LocaleMarket, simulate
 from llmrec.data.write import write_sessions
 from llmrec.errors import ConfigError
 
@@ -40,6 +40,10 @@ REAL_MEAN_LENGTH = {"UK": 4.1, "DE": 4.4, "JP": 4.5, "ES": 3.7, "FR": 3.6, "IT":
 TEST_SHARE = {1: 0.095, 2: 0.095, 3: 0.016}
 UNLISTED_SHARE = 0.003
 SCALES = {"tiny": 0.001, "small": 0.01, "medium": 0.07, "full": 1.0}
+# Below `full` the catalog shrinks more slowly than the sessions (products ~ fraction ** 0.9), as
+# a sample of the release's sessions covers more than its share of the products: each product has
+# fewer sessions at smaller scales, so transitions get more familiar as the set grows, as on real data.
+CATALOG_GROWTH = 0.9
 MANIFEST = "synth.yaml"
 
 
@@ -66,7 +70,7 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     # Every locale keeps enough products for 100-item lists, even at the tiny scale.
-    products_per_locale = {loc: max(300, round(n * config.fraction)) for loc, n in REAL_PRODUCTS.items()}
+    products_per_locale = {loc: max(300, round(n * config.fraction**CATALOG_GROWTH)) for loc, n in REAL_PRODUCTS.items()}
     progress("catalog")
     catalog = build_catalog(rng, products_per_locale)
     frames = []
@@ -76,7 +80,7 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
         n_train = max(200, round(REAL_TRAIN_SESSIONS[locale] * config.fraction))
         n_test = {task: round(n_train * share) for task, share in TEST_SHARE.items() if locale in TASK_LOCALES[task]}
         n_total = n_train + 2 * sum(n_test.values())
-        offsets, items, next_items = simulate(rng, market, n_total, REAL_MEAN_LENGTH[locale])
+        offsets, items, next_items = simulate(rng, market, n_total, REAL_MEAN_LENGTH[locale], HABITS[locale])
         ids = market.ids
         parts = {"train": n_train} | {f"{task}.{phase}": n for task, n in n_test.items() for phase in (1, 2)}
         split = np.repeat(list(parts), list(parts.values()))

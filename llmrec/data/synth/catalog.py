@@ -3,7 +3,9 @@
 Products come in families (one brand, type, model and material) whose variants differ in
 color, size and pack size; types have directed complements (phone case -> screen protector).
 Each family has a home locale; some are also listed elsewhere (ES/FR/IT share more with each
-other than UK/DE do, JP shares nothing). Titles are composed per locale language from the
+other than UK/DE do, JP shares nothing). Family appeal (popularity) is lognormal with its top
+cut, so no product dominates a locale; a small catalog lists fewer product types, so each type
+still has families to compare, as in a large one. Titles are composed per locale language from the
 vocabulary in `llmrec/data/vocab/catalog.json`, all columnar.
 """
 
@@ -37,6 +39,8 @@ BOOK_SHARE = 0.024  # ISBN-10 ids among all ids
 # Probability that an attribute column is left empty although the title mentions the value.
 EMPTY_FIELD = {"brand": 0.04, "color": 0.25, "size": 0.4, "model": 0.45, "material": 0.6, "desc": 0.15}
 PRICE_MISSING = 0.03
+APPEAL_CAP = 3.0  # family appeal is cut at this many standard deviations above its median
+FAMILIES_PER_TYPE = 12  # a catalog lists at most one product type per this many families
 
 
 @cache
@@ -65,7 +69,7 @@ class Vocab:
     materials: dict[str, np.ndarray]
 
     @classmethod
-    def load(cls) -> "Vocab":
+    def load(cls) -> Vocab:
         raw = vocabulary()
         scheme_keys = list(raw["size_schemes"])
         types = [(c, t) for c, category in enumerate(raw["categories"]) for t in category["types"]]
@@ -125,7 +129,7 @@ def _ids(rng: np.random.Generator, n: int, book: np.ndarray) -> np.ndarray:
             return strings.astype(str)
 
 
-def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int], appeal_sigma: float = 1.2) -> Catalog:
+def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int], appeal_sigma: float = 1.6) -> Catalog:
     vocab = Vocab.load()
     raw = vocabulary()
     n_types = len(vocab.type_keys)
@@ -133,14 +137,20 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     # Home families per locale, sized so that home + imported listings meet the target.
     mean_variants = 2.6
     home_products = {loc: max(8, int(n * (1 - sum(IMPORTS[loc].values())))) for loc, n in products_per_locale.items()}
-    n_families_home = {loc: max(4, int(round(n / mean_variants))) for loc, n in home_products.items()}
+    n_families_home = {loc: max(4, round(n / mean_variants)) for loc, n in home_products.items()}
     home = np.concatenate([np.full(n, LOCALES.index(loc)) for loc, n in n_families_home.items()])
     n_fam = home.size
 
     book = rng.random(n_fam) < BOOK_SHARE
     # Variants per family: many singletons, some large families (geometric, capped).
     n_variants = np.where(book, rng.integers(1, 3, n_fam), np.minimum(rng.geometric(1 / mean_variants, n_fam), 16))
-    ftype = rng.integers(0, n_types, n_fam)
+    # A small catalog lists fewer product types, whole categories first (a type's complements are
+    # mostly in its category), each with enough families to compare and complement: its sessions
+    # then have the structure of a large catalog's.
+    category_rank = rng.permutation(vocab.type_category.max() + 1)
+    type_order = np.lexsort((np.arange(n_types), category_rank[vocab.type_category]))
+    listed_types = np.concatenate([np.full(n, min(n_types, max(1, n // FAMILIES_PER_TYPE))) for n in n_families_home.values()])
+    ftype = type_order[(rng.random(n_fam) * listed_types).astype(np.int64)]
     n_brands = max(20, n_fam // 12)
     brand_category = rng.integers(0, vocab.type_category.max() + 1, n_brands)
     # A family's brand comes from brands of its category, skewed towards big brands.
@@ -151,7 +161,8 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
         if pool.size == 0:
             pool = np.arange(n_brands)
         brand[members] = pool[np.minimum((pool.size * rng.random(members.size) ** 2.0).astype(int), pool.size - 1)]
-    appeal = rng.lognormal(0.0, appeal_sigma, size=n_fam)
+    # Lognormal appeal, its top cut at APPEAL_CAP standard deviations: no product dominates a locale.
+    appeal = np.exp(appeal_sigma * np.minimum(rng.standard_normal(n_fam), APPEAL_CAP))
     families = pl.DataFrame(
         {
             "family": np.arange(n_fam),
