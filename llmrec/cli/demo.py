@@ -38,7 +38,8 @@ def demo(
             out.print(rich_table(summary_table(result.rows, task), title))
         with timed(result.seconds, "report"):
             report = write_report(Path(run.out))
-    stages = pl.DataFrame({"stage": list(result.seconds), "seconds": [round(s, 1) for s in result.seconds.values()]})
-    out.print(rich_table(stages.vstack(pl.DataFrame({"stage": ["total"], "seconds": [round(stages["seconds"].sum(), 1)]})), "time per stage"))
+    seconds = [*result.seconds.values(), sum(result.seconds.values())]
+    stages = pl.DataFrame({"stage": [*result.seconds, "total"], "seconds": [f"{s:,.1f}" for s in seconds]})
+    out.print(rich_table(stages, "time per stage"))
     out.print(f"run folder: {run.out}\nreport: {report}\nother libraries' output: {Path(run.out) / 'libraries.log'}")
     io.write_text(out.export_text(clear=False), Path(run.out) / "demo.log")

@@ -45,6 +45,7 @@ SCALES = {"tiny": 0.001, "small": 0.01, "medium": 0.07, "full": 1.0}
 # fewer sessions at smaller scales, so transitions get more familiar as the set grows, as on real data.
 CATALOG_GROWTH = 0.9
 MANIFEST = "synth.yaml"
+GENERATOR_VERSION = 2  # bumped whenever the generator's output changes: a folder of another version is written again
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,12 @@ class SynthConfig:
 
 
 def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], None] = lambda _: None) -> Path:
-    """Write a synthetic dataset into `out`. Re-running with the same config on a complete
-    folder does nothing; an interrupted run leaves no partial file (writes are atomic)."""
+    """Write a synthetic dataset into `out`. Re-running with the same config (and generator
+    version) on a complete folder does nothing; an interrupted run leaves no partial file
+    (writes are atomic)."""
     out = Path(out)
     manifest = out / MANIFEST
-    if manifest.exists() and io.read_yaml(manifest) == asdict(config):
+    if manifest.exists() and io.read_yaml(manifest) == asdict(config) | {"generator": GENERATOR_VERSION}:
         progress("already complete")
         return out
     started = time.perf_counter()
@@ -113,7 +115,7 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
             if task == 3:
                 truth = truth.join(titles, on=["next_item", "locale"], how="left", maintain_order="left").select("next_item_title", "locale")
             io.write_csv(truth, out / f"{ground_truth_file(task, phase)}.csv")
-    io.write_yaml(asdict(config), manifest)
+    io.write_yaml(asdict(config) | {"generator": GENERATOR_VERSION}, manifest)
     progress(f"done in {time.perf_counter() - started:.1f}s")
     return out
 
