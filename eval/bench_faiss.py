@@ -40,8 +40,12 @@ def synthetic_catalog(n: int, dimension: int, queries: int, seed: int) -> tuple[
     neighbours harder than these (see --data)."""
     rng = np.random.default_rng(seed)
     types = rng.standard_normal((max(1, n // 100), dimension)).astype(np.float32)
-    families = types[rng.integers(0, len(types), max(1, n // 8))] + 1.2 * rng.standard_normal((max(1, n // 8), dimension)).astype(np.float32)
-    vectors = unit(families[rng.integers(0, len(families), n)] + 1.2 * rng.standard_normal((n, dimension)).astype(np.float32))
+    families = types[rng.integers(0, len(types), max(1, n // 8))] + 1.2 * rng.standard_normal(
+        (max(1, n // 8), dimension)
+    ).astype(np.float32)
+    vectors = unit(
+        families[rng.integers(0, len(families), n)] + 1.2 * rng.standard_normal((n, dimension)).astype(np.float32)
+    )
     sources = vectors[rng.choice(n, queries, replace=False)]
     noise = np.sqrt(1 / 0.9**2 - 1) / np.sqrt(dimension)  # |noise|^2 = 1/0.81 - 1, so cos(query, source) ~ 0.9
     return vectors, unit(sources + noise * rng.standard_normal(sources.shape).astype(np.float32))
@@ -101,8 +105,10 @@ def main() -> None:
         vectors, queries = synthetic_catalog(args.n, args.dim, args.queries, args.seed)
         source = "synthetic clustered unit vectors"
     n, dimension = vectors.shape
-    print(f"{source}: {n:,} x {dimension} catalog vectors, {len(queries):,} queries, k={args.k}, "
-          f"threads={args.threads or 'default'} (ready in {time.perf_counter() - started:.1f} s)")
+    print(
+        f"{source}: {n:,} x {dimension} catalog vectors, {len(queries):,} queries, k={args.k}, "
+        f"threads={args.threads or 'default'} (ready in {time.perf_counter() - started:.1f} s)"
+    )
 
     base = IndexConfig(nlist=args.nlist, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, threads=args.threads)
     rows = []
@@ -119,16 +125,39 @@ def main() -> None:
     for nprobe in map(int, args.nprobe.split(",")):
         probe = VectorIndex(ivf.index, ivf.kind, dataclasses.replace(ivf.config, nprobe=nprobe))
         found, qps = timed_search(probe, queries, args.k)
-        rows.append((f"IVF{ivf_lists(n, base)},Flat" if ivf.kind == "IVF" else "IVF->Flat", f"nprobe={nprobe}", ivf_build, qps, recall(found, truth, args.k), recall(found, truth, 10)))
+        rows.append(
+            (
+                f"IVF{ivf_lists(n, base)},Flat" if ivf.kind == "IVF" else "IVF->Flat",
+                f"nprobe={nprobe}",
+                ivf_build,
+                qps,
+                recall(found, truth, args.k),
+                recall(found, truth, 10),
+            )
+        )
     hnsw, hnsw_build = build("HNSW")
     for ef in map(int, args.ef_search.split(",")):
         walk = VectorIndex(hnsw.index, hnsw.kind, dataclasses.replace(hnsw.config, ef_search=ef))
         found, qps = timed_search(walk, queries, args.k)
-        rows.append((f"HNSW{args.hnsw_m}", f"efSearch={max(ef, args.k)}", hnsw_build, qps, recall(found, truth, args.k), recall(found, truth, 10)))
+        rows.append(
+            (
+                f"HNSW{args.hnsw_m}",
+                f"efSearch={max(ef, args.k)}",
+                hnsw_build,
+                qps,
+                recall(found, truth, args.k),
+                recall(found, truth, 10),
+            )
+        )
 
-    print(f"\n{'index':<16} {'search':<14} {'build s':>8} {'queries/s':>10} {'recall@' + str(args.k):>11} {'recall@10':>10} {'speed-up':>9}")
+    print(
+        f"\n{'index':<16} {'search':<14} {'build s':>8} {'queries/s':>10} "
+        f"{'recall@' + str(args.k):>11} {'recall@10':>10} {'speed-up':>9}"
+    )
     for name, setting, seconds, qps, hit, hit10 in rows:
-        print(f"{name:<16} {setting:<14} {seconds:>8.1f} {qps:>10.0f} {hit:>11.3f} {hit10:>10.3f} {qps / flat_qps:>8.1f}x")
+        print(
+            f"{name:<16} {setting:<14} {seconds:>8.1f} {qps:>10.0f} {hit:>11.3f} {hit10:>10.3f} {qps / flat_qps:>8.1f}x"
+        )
 
 
 if __name__ == "__main__":

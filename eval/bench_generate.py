@@ -40,7 +40,13 @@ def task3_prompts(data: Path, model: str, count: int) -> list[str]:
 def run(backend: str, args, prompts: list[str]) -> dict:
     from llmrec.generate import GenerateConfig, make_generator
 
-    config = GenerateConfig(backend=backend, max_new_tokens=args.new_tokens, batch_size=args.batch_size, dtype=args.dtype, vllm_eager=args.eager)
+    config = GenerateConfig(
+        backend=backend,
+        max_new_tokens=args.new_tokens,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        vllm_eager=args.eager,
+    )
     started = time.perf_counter()
     generator = make_generator(config, args.model, args.adapter)
     load = time.perf_counter() - started
@@ -53,7 +59,11 @@ def run(backend: str, args, prompts: list[str]) -> dict:
     if backend == "vllm":
         generator.close()
     rate = tokens / seconds
-    print(f"{backend:>5}: load {load:.1f} s, {len(prompts)} prompts, {tokens} tokens in {seconds:.2f} s: {rate:.1f} output tokens/s", flush=True)
+    print(
+        f"{backend:>5}: load {load:.1f} s, {len(prompts)} prompts, {tokens} tokens in {seconds:.2f} "
+        f"s: {rate:.1f} output tokens/s",
+        flush=True,
+    )
     return {"titles": titles, "tokens_per_s": rate}
 
 
@@ -73,10 +83,16 @@ def main() -> None:
         parser.error("gemma-3-270m is not prepared (`llmrec models prepare gemma-3-270m`): give --model PATH")
     prompts = task3_prompts(args.data, args.model, args.prompts)
     adapter = f" + adapter {args.adapter}" if args.adapter else ""
-    print(f"model {args.model}{adapter}, greedy, {len(prompts)} prompts x up to {args.new_tokens} new tokens, dtype {args.dtype}")
+    print(
+        f"model {args.model}{adapter}, greedy, {len(prompts)} prompts x up to {args.new_tokens} new "
+        f"tokens, dtype {args.dtype}"
+    )
     vllm, hf = run("vllm", args, prompts), run("hf", args, prompts)
     same = sum(a == b for a, b in zip(vllm["titles"], hf["titles"]))
-    print(f"vLLM / HF output tokens/s: {vllm['tokens_per_s'] / hf['tokens_per_s']:.2f}x; same greedy title for {same} of {len(prompts)} prompts")
+    print(
+        f"vLLM / HF output tokens/s: {vllm['tokens_per_s'] / hf['tokens_per_s']:.2f}x; same greedy "
+        f"title for {same} of {len(prompts)} prompts"
+    )
 
 
 if __name__ == "__main__":

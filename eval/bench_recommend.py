@@ -29,24 +29,40 @@ def main() -> None:
     parser.add_argument("--task", type=int, default=1)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-recommend/task1.parquet"))
-    parser.add_argument("overrides", nargs="*", help="RecommendConfig overrides, e.g. reranker.max_train_sessions=20000")
+    parser.add_argument(
+        "overrides", nargs="*", help="RecommendConfig overrides, e.g. reranker.max_train_sessions=20000"
+    )
     args = parser.parse_args()
     data = args.data or Path(f"data/synth-{args.scale}")
     started = time.perf_counter()
     generate(data, SynthConfig(scale=args.scale, seed=0))
     print(f"data {data} ready in {time.perf_counter() - started:.0f} s")
-    config = load_config(RecommendConfig, None, [f"data={data}", f"task={args.task}", "split.name=test", "text.enabled=false", *args.overrides])
+    config = load_config(
+        RecommendConfig,
+        None,
+        [f"data={data}", f"task={args.task}", "split.name=test", "text.enabled=false", *args.overrides],
+    )
     data_splits = ranking_data(AmazonM2(data), config)
     lists, report = recommend(config, data_splits, args.out, log=lambda line: print(line, flush=True))
     report = report.to_dict()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ranking = report["seconds_ranking"]
     print(f"\ntask {args.task} test sessions ranked: {lists.height:,}")
-    print(f"reranker training (validation split: sources, features, LightGBM): {report['seconds_training']:.0f} s, {report['reranker']['train_sessions']:,} sessions, {report['reranker']['trees']} trees")
-    print(f"ranking (sources on all of train, candidates, features, scoring, top 100): {ranking:.0f} s = {lists.height / ranking:,.0f} sessions/s (target: under 900 s)")
+    print(
+        "reranker training (validation split: sources, features, LightGBM): "
+        f"{report['seconds_training']:.0f} s, {report['reranker']['train_sessions']:,} sessions, "
+        f"{report['reranker']['trees']} trees"
+    )
+    print(
+        f"ranking (sources on all of train, candidates, features, scoring, top 100): {ranking:.0f} s "
+        f"= {lists.height / ranking:,.0f} sessions/s (target: under 900 s)"
+    )
     print(f"total {report['seconds']:.0f} s, peak RSS {peak:,.0f} MiB")
     if "candidate_recall" in report:
-        print("candidate recall of the test sessions: " + ", ".join(f"{k} {v}" for k, v in report["candidate_recall"].items()))
+        print(
+            "candidate recall of the test sessions: "
+            + ", ".join(f"{k} {v}" for k, v in report["candidate_recall"].items())
+        )
 
 
 if __name__ == "__main__":

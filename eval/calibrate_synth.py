@@ -65,7 +65,9 @@ def derive_sample(full: Path, out: Path, sessions: int, seed: int) -> Path:
     data = AmazonM2(full)
     locales = TASK_LOCALES[2]
     products = data.products().filter(pl.col("locale").is_in(locales))
-    train = data.train_sessions().filter(pl.col("locale").is_in(locales)).sample(n=sessions, seed=seed).sort("session_id")
+    train = (
+        data.train_sessions().filter(pl.col("locale").is_in(locales)).sample(n=sessions, seed=seed).sort("session_id")
+    )
     io.write_parquet(products.with_columns(pl.col("locale").cast(pl.String)), out / f"{PRODUCTS_FILE}.parquet")
     write_sessions(train, out / f"{TRAIN_FILE}.parquet")
     write_sessions(data.test_sessions(2, 1), out / f"{test_file(2, 1)}.parquet")
@@ -83,7 +85,9 @@ def measure(folder: Path) -> dict[str, float]:
     train = data.train_sessions().filter(pl.col("locale").is_in(locales))
     shape = session_shape(pl.concat([train.select("prev_items"), split.sessions.select("prev_items")]))
     predictions = run_baseline("covisit", split, BaselineConfig())
-    scores = ranking_metrics(predictions["next_item_prediction"], split.targets, split.sessions["locale"].cast(pl.String))
+    scores = ranking_metrics(
+        predictions["next_item_prediction"], split.targets, split.sessions["locale"].cast(pl.String)
+    )
     return shape | {
         "co-visitation MRR@100": scores["overall"]["mrr@100"],
         "co-visitation Recall@100": scores["overall"]["recall@100"],
@@ -97,16 +101,25 @@ def scale_pairs(folder: Path) -> dict[int, float]:
     """Pair statistic per task: phase-1 test sessions against every training session."""
     data = AmazonM2(folder)
     train = data.train_sessions()
-    return {task: familiar_transitions(train, data.test_sessions(task, 1), data.ground_truth(task, 1)["next_item"]) for task in (1, 2)}
+    return {
+        task: familiar_transitions(train, data.test_sessions(task, 1), data.ground_truth(task, 1)["next_item"])
+        for task in (1, 2)
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("runs/calibrate-synth"), help="Generated and derived folders.")
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs/calibrate-synth"), help="Generated and derived folders."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample", type=int, default=SAMPLE_SESSIONS, help="ES/FR/IT training sessions kept.")
-    parser.add_argument("--scales", nargs="*", default=["small", "medium", "full"], help="Scales for the pair statistic.")
-    parser.add_argument("--small-seeds", type=int, default=10, help="Seeds averaged at small (318 task-2 test sessions each).")
+    parser.add_argument(
+        "--scales", nargs="*", default=["small", "medium", "full"], help="Scales for the pair statistic."
+    )
+    parser.add_argument(
+        "--small-seeds", type=int, default=10, help="Seeds averaged at small (318 task-2 test sessions each)."
+    )
     parser.add_argument("--medium-seeds", type=int, default=3, help="Seeds averaged at medium; full uses --seed only.")
     parser.add_argument("--clean", action="store_true", help="Delete the generated folders at the end.")
     args = parser.parse_args()
@@ -133,15 +146,19 @@ def main() -> None:
             if seed != args.seed:
                 shutil.rmtree(folder)
 
-    print(f"\nES/FR/IT at real catalog sizes: {synthetic['training sessions']:,} training sessions, "
-          f"{synthetic['test sessions']:,} task-2 test sessions (seed {args.seed})\n")
+    print(
+        f"\nES/FR/IT at real catalog sizes: {synthetic['training sessions']:,} training sessions, "
+        f"{synthetic['test sessions']:,} task-2 test sessions (seed {args.seed})\n"
+    )
     print("| statistic | real | synthetic | relative difference |\n|---|---|---|---|")
     for name, real in REAL.items():
         value = synthetic[name]
         flag = "" if abs(value / real - 1) <= TOLERANCE else " (off by more than 10%)"
         print(f"| {name} | {real:.3g} | {value:.3g} | {value / real - 1:+.1%}{flag} |")
     if pairs:
-        print("\n(last, next) pair of phase-1 test sessions seen in all training sessions (mean and range over seeds)\n")
+        print(
+            "\n(last, next) pair of phase-1 test sessions seen in all training sessions (mean and range over seeds)\n"
+        )
         print("| scale | seeds | task 1 (UK/DE/JP) | task 2 (ES/FR/IT) |\n|---|---|---|---|")
         for scale, runs in pairs.items():
             cells = []

@@ -21,7 +21,7 @@ def main() -> None:
     from llmrec.baselines import BaselineConfig, run_baseline
     from llmrec.config import load_config
     from llmrec.data.dataset import AmazonM2
-    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.data.split import load_task_split
     from llmrec.evaluate import evaluate
     from llmrec.generate import titles_for_tasks
     from llmrec.rank import RecommendConfig, choose_titles, ranked_titles
@@ -44,7 +44,9 @@ def main() -> None:
         generated = {}
         for label, adapter in (("untuned", None), ("LoRA", args.adapter)):
             out = args.out / f"{label}-{offset}.parquet"
-            frame, _ = titles_for_tasks(dataset, {3: out}, split_config, task3.prompt, task3.model, adapter, task3.generate)[3]
+            frame, _ = titles_for_tasks(
+                dataset, {3: out}, split_config, task3.prompt, task3.model, adapter, task3.generate
+            )[3]
             generated[label] = frame
         choices = ranked_titles(split, choice, BaselineConfig())
         rows = {
@@ -58,11 +60,20 @@ def main() -> None:
         table = []
         for method, predictions in rows.items():
             result = evaluate(3, predictions, split.targets, split.sessions["locale"])
-            table.append({"method": method, "BLEU-4": result["overall"]["bleu"], **{k: v["bleu"] for k, v in result["per_locale"].items()}})
+            table.append(
+                {
+                    "method": method,
+                    "BLEU-4": result["overall"]["bleu"],
+                    **{k: v["bleu"] for k, v in result["per_locale"].items()},
+                }
+            )
         tables[window] = pl.DataFrame(table)
     with pl.Config(tbl_rows=20, tbl_cols=12, tbl_width_chars=200, float_precision=4):
         for window, table in tables.items():
-            print(f"\ntask 3, {window} {args.sessions:,} validation sessions of {args.data}: corpus BLEU-4 (13a), per locale")
+            print(
+                f"\ntask 3, {window} {args.sessions:,} validation sessions of {args.data}: corpus "
+                "BLEU-4 (13a), per locale"
+            )
             print(table)
 
 

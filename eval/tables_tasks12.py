@@ -29,9 +29,16 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("data/synth-medium"))
-    parser.add_argument("--adapter", default=None, help="LoRA adapter for the titles (none: the rows without LLM titles only).")
+    parser.add_argument(
+        "--adapter", default=None, help="LoRA adapter for the titles (none: the rows without LLM titles only)."
+    )
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--limit", type=int, default=3000, help="First N validation sessions of each task (LLM generation is the slow part).")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=3000,
+        help="First N validation sessions of each task (LLM generation is the slow part).",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/tables-tasks12"))
     args = parser.parse_args()
     split = SplitConfig(limit=args.limit)
@@ -48,12 +55,17 @@ def main() -> None:
         if task in titles:
             variants.append(("rerank + grounded LLM titles", None, titles[task], "rerank-llm"))
         if task == 2:  # the paper's Table 4: ES/FR/IT alone against pretraining on UK/DE/JP too (the default)
-            variants = [(f"{name}, {label}", transfer, generated, stem + suffix) for name, _, generated, stem in variants
-                        for label, transfer, suffix in (("ES/FR/IT only", [], ""), ("transfer from UK/DE/JP", [1], "-transfer"))]
+            variants = [
+                (f"{name}, {label}", transfer, generated, stem + suffix)
+                for name, _, generated, stem in variants
+                for label, transfer, suffix in (("ES/FR/IT only", [], ""), ("transfer from UK/DE/JP", [1], "-transfer"))
+            ]
         for method, transfer, generated, stem in variants:
             settings = dataclasses.replace(config, task=task, split=split)
             if transfer is not None:
-                settings = dataclasses.replace(settings, reranker=dataclasses.replace(settings.reranker, transfer_from=transfer))
+                settings = dataclasses.replace(
+                    settings, reranker=dataclasses.replace(settings.reranker, transfer_from=transfer)
+                )
             path = args.out / f"task{task}" / f"{stem}.parquet"
             lists, report = recommend(settings, ranking_data(dataset, settings), path, generated, None, text)
             io.write_json(report.to_dict(), path.with_suffix(".report.json"))
@@ -62,12 +74,22 @@ def main() -> None:
     table = pl.DataFrame(rows)
     with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=250, float_precision=4):
         for task in (1, 2):
-            print(f"\ntask {task} (validation, first {args.limit} sessions of {args.data}): MRR@100, Recall@100, NDCG@100, MRR@100 per locale")
-            print(table.filter(pl.col("task") == task).drop("task", "sessions").drop([c for c in table.columns if table[c].null_count() == table.height]))
+            print(
+                f"\ntask {task} (validation, first {args.limit} sessions of {args.data}): MRR@100, "
+                "Recall@100, NDCG@100, MRR@100 per locale"
+            )
+            print(
+                table.filter(pl.col("task") == task)
+                .drop("task", "sessions")
+                .drop([c for c in table.columns if table[c].null_count() == table.height])
+            )
     for key, values in recall.items():
         if "grounded" in values:
-            print(f"{key}: candidate recall with every source {values['all']:.4f}, without the grounded titles {values['all_but_grounded']:.4f} "
-                  f"(+{values['all'] - values['all_but_grounded']:.4f}); grounded alone {values['grounded']:.4f}")
+            print(
+                f"{key}: candidate recall with every source {values['all']:.4f}, without the grounded "
+                f"titles {values['all_but_grounded']:.4f} "
+                f"(+{values['all'] - values['all_but_grounded']:.4f}); grounded alone {values['grounded']:.4f}"
+            )
     io.write_csv(table, args.out / "tables.csv")
     io.write_json(recall, args.out / "candidate_recall.json")
 
@@ -78,7 +100,12 @@ def score(task_split, method: str, lists: pl.DataFrame) -> dict:
 
     result = evaluate(task_split.task, lists, task_split.targets, task_split.sessions["locale"])
     print(f"task {task_split.task} {method}: {json.dumps(result['overall'])}", flush=True)
-    return {"task": task_split.task, "method": method, **result["overall"], **{k: v["mrr@100"] for k, v in result["per_locale"].items()}}
+    return {
+        "task": task_split.task,
+        "method": method,
+        **result["overall"],
+        **{k: v["mrr@100"] for k, v in result["per_locale"].items()},
+    }
 
 
 def generate_titles(args, dataset, split) -> dict[int, pl.DataFrame]:

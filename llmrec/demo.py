@@ -20,7 +20,7 @@ import polars as pl
 from rich.console import Console
 
 from llmrec import io
-from llmrec.baselines import RANKING_BASELINES, TITLE_BASELINES, BaselineConfig, run_baseline
+from llmrec.baselines import TITLE_BASELINES, BaselineConfig, run_baseline
 from llmrec.config import save_config
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
@@ -44,6 +44,8 @@ class DemoConfig:
     data: str = ""  # default: data/synth-<scale>
     split: SplitConfig = field(default_factory=SplitConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    # Ranking baselines of tasks 1 and 2; sasrec (a trained network) adds minutes: `baselines=[...,sasrec]`.
+    baselines: list[str] = field(default_factory=lambda: ["popularity", "covisit", "sknn"])
     llm: bool = True  # finetune, generate and ground titles (false: data, baselines and reranking only)
     task3: Task3Config = field(default_factory=Task3Config)  # its data and split are the demo's
     recommend: RecommendConfig = field(default_factory=RecommendConfig)  # its task, data and split are the demo's
@@ -66,17 +68,23 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     out, data_dir, seconds = Path(config.out), config.data_dir, {}
     save_config(dataclasses.replace(config, data=str(data_dir)), out / "config.yaml")
     with timed(seconds, "data"):
-        generate(data_dir, SynthConfig(config.scale, config.seed), progress=lambda step: progress_console.print(f"[dim]synth[/dim] {step}"))
+        generate(
+            data_dir,
+            SynthConfig(config.scale, config.seed),
+            progress=lambda step: progress_console.print(f"[dim]synth[/dim] {step}"),
+        )
         dataset = AmazonM2(data_dir)
         dataset.validate()
         stats = dataset_stats(dataset)
         io.write_csv(stats, out / "data_stats.csv")
-        console.print(f"[bold]{data_dir}[/bold]: {stats['sessions'][-1]:,} train sessions, {stats['products'][-1]:,} products")
+        console.print(
+            f"[bold]{data_dir}[/bold]: {stats['sessions'][-1]:,} train sessions, {stats['products'][-1]:,} products"
+        )
         splits = {task: load_task_split(dataset, task, config.split) for task in (1, 2, 3)}
     results = Results(out, splits)
     with timed(seconds, "baselines"):
         for task, split in splits.items():
-            for name in TITLE_BASELINES if task == 3 else RANKING_BASELINES:
+            for name in TITLE_BASELINES if task == 3 else config.baselines:
                 results.add(task, name, run_baseline(name, split, config.baseline))
         choice = config.recommend.title_choice
         choices = ranked_titles(splits[3], choice, config.baseline)
@@ -112,7 +120,9 @@ def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
-def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console: Console, seconds: dict[str, float]) -> dict[int, pl.DataFrame]:
+def llm_titles(
+    config: DemoConfig, dataset: AmazonM2, results: Results, console: Console, seconds: dict[str, float]
+) -> dict[int, pl.DataFrame]:
     """Finetune (or reuse) the LoRA adapter, then generate titles for the sessions of tasks 3, 1
     and 2 with one engine; task 3's are scored as a submission."""
     from llmrec.generate import titles_for_tasks
@@ -120,8 +130,12 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
     from llmrec.train.recipe import finetune_recipe
 
     out = Path(config.out)
-    task3 = dataclasses.replace(config.task3, data=str(config.data_dir), split=config.split,
-                                train=dataclasses.replace(config.task3.train, out=str(out / "task3")))
+    task3 = dataclasses.replace(
+        config.task3,
+        data=str(config.data_dir),
+        split=config.split,
+        train=dataclasses.replace(config.task3.train, out=str(out / "task3")),
+    )
     adapter = Path(task3.train.out) / "adapter"
     check_run_folder(Path(task3.train.out), task3)  # an adapter trained with other settings is never reused
     with timed(seconds, "LoRA finetuning"):
@@ -130,8 +144,9 @@ def llm_titles(config: DemoConfig, dataset: AmazonM2, results: Results, console:
             finetune_recipe(task3, resume=latest_checkpoint(Path(task3.train.out)) is not None, log=console.print)
     outputs = {task: out / "titles" / f"task{task}.parquet" for task in (3, 1, 2)}
     with timed(seconds, "title generation (tasks 3, 1, 2)"):
-        generated = titles_for_tasks(dataset, outputs, config.split, task3.prompt, task3.model, str(adapter), task3.generate,
-                                     log=console.print)
+        generated = titles_for_tasks(
+            dataset, outputs, config.split, task3.prompt, task3.model, str(adapter), task3.generate, log=console.print
+        )
     titles = {task: frame for task, (frame, _) in generated.items()}
     for task in titles:
         save_config(task3, out / "titles" / f"task{task}.config.yaml")
@@ -154,4 +169,12 @@ class Results:
         result = evaluate(task, predictions, split.targets, split.sessions["locale"])
         self.metrics[f"task{task}/{method}"] = result
         for locale, values in [("overall", result["overall"]), *result["per_locale"].items()]:
-            self.rows.append({"task": task, "method": method, "locale": locale, **{k: v for k, v in values.items() if k != "sessions"}, "sessions": values["sessions"]})
+            self.rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "locale": locale,
+                    **{k: v for k, v in values.items() if k != "sessions"},
+                    "sessions": values["sessions"],
+                }
+            )

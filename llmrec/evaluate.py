@@ -35,7 +35,9 @@ def read_predictions(path: str | Path, task: int) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(path)
     except (Exception, pl.exceptions.PanicException) as error:  # noqa: BLE001 (a damaged file fails anywhere in the decoder)
-        raise DataFormatError(path, f"not a parquet file: {(str(error).splitlines() or [type(error).__name__])[0]}") from None
+        raise DataFormatError(
+            path, f"not a parquet file: {(str(error).splitlines() or [type(error).__name__])[0]}"
+        ) from None
     column = PREDICTION_COLUMN[task]
     if column not in frame.columns:
         raise DataFormatError(path, f"missing column '{column}' for task {task}", field=column)
@@ -46,7 +48,9 @@ def _typed(predictions: pl.DataFrame, task: int, source: str | Path) -> pl.DataF
     """`locale` and the prediction column as text (a list of text for tasks 1, 2), else an error."""
     column = PREDICTION_COLUMN[task]
     text = [column] if task == 3 else []
-    frame = require_text(predictions, Path(source), tuple(text + (["locale"] if "locale" in predictions.columns else [])))
+    frame = require_text(
+        predictions, Path(source), tuple(text + (["locale"] if "locale" in predictions.columns else []))
+    )
     if task != 3:
         dtype = frame.schema[column]
         if dtype in (pl.List(pl.Null), pl.List(pl.Categorical)) or dtype == pl.Null:
@@ -118,11 +122,17 @@ def _check_catalog(lists: pl.Series, locales: pl.Series, catalog: pl.DataFrame, 
     """Every id is a product of its row's locale; the message says whether it is one elsewhere."""
     listed = catalog.select("id", pl.col("locale").cast(pl.String))
     ids = pl.DataFrame({"ids": lists, "locale": locales}).with_row_index("row").explode("ids").drop_nulls("ids")
-    stray = ids.join(listed, left_on=["ids", "locale"], right_on=["id", "locale"], how="anti", maintain_order="left").head(1)
+    stray = ids.join(
+        listed, left_on=["ids", "locale"], right_on=["id", "locale"], how="anti", maintain_order="left"
+    ).head(1)
     if stray.height:
         row, item, locale = stray["row"][0], stray["ids"][0], stray["locale"][0]
         elsewhere = listed.filter(pl.col("id") == item)["locale"].unique().sort().to_list()
-        where = f"a product of {', '.join(elsewhere)}, not of the row's locale {locale}" if elsewhere else "not in the catalogue"
+        where = (
+            f"a product of {', '.join(elsewhere)}, not of the row's locale {locale}"
+            if elsewhere
+            else "not in the catalogue"
+        )
         raise DataFormatError(source, f"id {item!r} is {where}", row=row + 1, field=column)
 
 
@@ -149,12 +159,19 @@ def evaluate(
         if mismatch.any():
             row = int(mismatch.arg_true()[0])
             raise DataFormatError(
-                source, f"locale {predictions['locale'][row]} but the label is for {locales[row]} (rows out of order?)",
-                row=row + 1, field="locale",
+                source,
+                f"locale {predictions['locale'][row]} but the label is for {locales[row]} (rows out of order?)",
+                row=row + 1,
+                field="locale",
             )
     column = PREDICTION_COLUMN[task]
     if task == 3:
-        return bleu_metrics(predictions[column].fill_null("").to_list(), targets.to_list(), locales.cast(pl.String).to_list(), tokenize=tokenize)
+        return bleu_metrics(
+            predictions[column].fill_null("").to_list(),
+            targets.to_list(),
+            locales.cast(pl.String).to_list(),
+            tokenize=tokenize,
+        )
     return ranking_metrics(predictions[column], targets, locales.cast(pl.String), k=k)
 
 
@@ -165,8 +182,16 @@ def score_split(task: int, predictions: pl.DataFrame, split: TaskSplit, source: 
     return evaluate(task, predictions, split.targets, split.sessions["locale"], source=source)
 
 
-def evaluate_file(task: int, pred: str | Path, gt: str | Path | None = None, data: str | Path | None = None, split: str = "valid",
-                  phase: int = 1, config: str | Path | None = None, tokenize: str = "13a") -> dict:
+def evaluate_file(
+    task: int,
+    pred: str | Path,
+    gt: str | Path | None = None,
+    data: str | Path | None = None,
+    split: str = "valid",
+    phase: int = 1,
+    config: str | Path | None = None,
+    tokenize: str = "13a",
+) -> dict:
     """`llmrec evaluate`: a submission file scored against a labels file (`gt`), or against the
     labels of a split of the data folder `data`. That split is rebuilt with the split settings
     of `config`, by default the config saved beside the predictions (so `--limit` and seeds
@@ -178,7 +203,9 @@ def evaluate_file(task: int, pred: str | Path, gt: str | Path | None = None, dat
         truth = read_ground_truth(gt, task)
         targets = truth["next_item_title" if task == 3 else "next_item"]
         if "locale" not in truth.columns and "locale" not in predictions.columns:
-            raise DataFormatError(gt, "neither the labels nor the predictions have a locale column to group the scores by", field="locale")
+            raise DataFormatError(
+                gt, "neither the labels nor the predictions have a locale column to group the scores by", field="locale"
+            )
         locales = truth["locale"] if "locale" in truth.columns else predictions["locale"]
     elif data is not None:
         saved = config or (config_path_for(pred) if config_path_for(pred).exists() else None)

@@ -94,7 +94,11 @@ def folder_digest(path: str | Path) -> str:
     if path.is_file():
         return file_digest(path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)):
+    for file in sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    ):
         digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\0".encode())
     return digest.hexdigest()
 
@@ -108,7 +112,10 @@ def claim_folder(folder: str | Path, settings: dict) -> bool:
         previous = json.loads(path.read_text(encoding="utf-8"))
         changed = [k for k in settings if previous.get(k) != settings[k]] + [k for k in previous if k not in settings]
         if changed:
-            raise UserError(f"{folder} holds partial outputs of another run ({changed[0]} differs): rerun with its settings or remove the folder")
+            raise UserError(
+                f"{folder} holds partial outputs of another run ({changed[0]} differs): rerun with "
+                "its settings or remove the folder"
+            )
         return True
     write_json(settings, path)
     return False

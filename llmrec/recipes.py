@@ -30,7 +30,11 @@ def _demo() -> type:
 
 
 RECIPES = {"task3": _task3, "recommend": _recommend, "baselines": _baselines, "demo": _demo}  # kind -> its dataclass
-SHIPPED_KINDS = {"task3": "task3", "task3-gpu": "task3", "demo": "demo"}  # every shipped config -> the kind of settings it holds
+SHIPPED_KINDS = {
+    "task3": "task3",
+    "task3-gpu": "task3",
+    "demo": "demo",
+}  # every shipped config -> the kind of settings it holds
 
 
 def recipe_class(name: str) -> type:

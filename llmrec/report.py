@@ -65,9 +65,11 @@ def write_report(run_dir: str | Path) -> Path:
         recall_section(run, plots),
     ]
     body = "\n".join(f"<h2>{escape(s.title)}</h2>\n{s.html}" for s in sections)
-    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>llmrec report: {escape(run.name)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n<h1>llmrec run report: {escape(run.name)}</h1>\n"
-            f"<p>Run folder <code>{escape(str(run))}</code>.</p>\n{body}\n</body></html>\n")
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>llmrec report: {escape(run.name)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>\n<h1>llmrec run report: {escape(run.name)}</h1>\n"
+        f"<p>Run folder <code>{escape(str(run))}</code>.</p>\n{body}\n</body></html>\n"
+    )
     return io.write_text(page, run / "report.html")
 
 
@@ -126,10 +128,18 @@ def bleu_by_history(lengths: pl.Series, targets: pl.Series, predictions: dict[st
     bucket = pl.lit(HISTORY_BUCKETS[-1][0])
     for label, largest in reversed(HISTORY_BUCKETS[:-1]):
         bucket = pl.when(pl.col("length") <= largest).then(pl.lit(label)).otherwise(bucket)
-    grouped = frame.with_columns(bucket.alias("bucket")).group_by("bucket").agg(pl.len().alias("sessions"), pl.all().exclude("length"))
+    grouped = (
+        frame.with_columns(bucket.alias("bucket"))
+        .group_by("bucket")
+        .agg(pl.len().alias("sessions"), pl.all().exclude("length"))
+    )
     order = {label: k for k, (label, _) in enumerate(HISTORY_BUCKETS)}
     rows = [
-        {"bucket": row["bucket"], "sessions": row["sessions"], **{m: corpus_bleu(row[m], row["target"]) for m in predictions}}
+        {
+            "bucket": row["bucket"],
+            "sessions": row["sessions"],
+            **{m: corpus_bleu(row[m], row["target"]) for m in predictions},
+        }
         for row in grouped.iter_rows(named=True)
     ]
     return pl.DataFrame(rows).sort(pl.col("bucket").replace_strict(order))
@@ -139,14 +149,19 @@ def history_section(run: Path, plots: Path) -> Section:
     title = "Task 3 BLEU by session length"
     config_path, metrics_path = run / "config.yaml", run / "metrics.json"
     if not config_path.exists() or not metrics_path.exists():
-        return Section(title, note(f"Left out: the run folder lacks {'config.yaml' if not config_path.exists() else 'metrics.json'}."))
+        return Section(
+            title,
+            note(f"Left out: the run folder lacks {'config.yaml' if not config_path.exists() else 'metrics.json'}."),
+        )
     try:
         data, split_config = saved_split(config_path)
     except ConfigError as error:
         return Section(title, note(f"Left out: config.yaml does not give the run's split ({error})."))
     if not data or not Path(data).is_dir():
         return Section(title, note(f"Left out: the run's data folder {data} is not here."))
-    methods = [key.split("/", 1)[1] for key in json.loads(metrics_path.read_text(encoding="utf-8")) if key.startswith("task3/")]
+    methods = [
+        key.split("/", 1)[1] for key in json.loads(metrics_path.read_text(encoding="utf-8")) if key.startswith("task3/")
+    ]
     split = load_task_split(AmazonM2(Path(data)), 3, split_config)
     if split.targets is None:
         return Section(title, note(f"Left out: the {split_config.name} split of {data} has no task 3 labels."))
@@ -155,14 +170,22 @@ def history_section(run: Path, plots: Path) -> Section:
         path = predictions_file(run, 3, method)
         titles = pl.read_parquet(path, columns=["next_item_title"])["next_item_title"] if path.exists() else None
         if titles is None or len(titles) != split.sessions.height:
-            skipped.append(f"{method} ({'no ' + path.name if titles is None else f'{len(titles)} titles for {split.sessions.height} sessions'})")
+            found_titles = (
+                "no " + path.name if titles is None else f"{len(titles)} titles for {split.sessions.height} sessions"
+            )
+            skipped.append(f"{method} ({found_titles})")
         else:
             predictions[method] = titles
     if not predictions:
         return Section(title, note("Left out: no task 3 predictions in the run folder match the run's split."))
     table = bleu_by_history(split.sessions["prev_items"].list.len(), split.targets, predictions)
     labels = [f"{b}\n({n:,})" for b, n in table.select("bucket", "sessions").iter_rows()]
-    figure = bar_figure(labels, {m: table[m].to_list() for m in predictions}, "BLEU", "Task 3 BLEU by number of previous items (sessions)")
+    figure = bar_figure(
+        labels,
+        {m: table[m].to_list() for m in predictions},
+        "BLEU",
+        "Task 3 BLEU by number of previous items (sessions)",
+    )
     html = [embed(figure, plots / "task3-bleu-by-history.png", "task 3 BLEU by history length"), html_table(table)]
     html += [note(f"Not plotted: {', '.join(skipped)}.")] if skipped else []
     return Section(title, "\n".join(html))
@@ -173,7 +196,9 @@ def training_section(run: Path, plots: Path) -> Section:
     path = run / "task3" / "train_log.jsonl"
     if not path.exists() or path.stat().st_size == 0:
         return Section(title, note("Left out: no task3/train_log.jsonl in the run folder."))
-    log = pl.read_ndjson(path, infer_schema_length=None).unique("step", keep="last", maintain_order=True).sort("step")  # a resumed run logs steps again
+    log = (
+        pl.read_ndjson(path, infer_schema_length=None).unique("step", keep="last", maintain_order=True).sort("step")
+    )  # a resumed run logs steps again
     panels = [("loss", "loss")] + [(c, TRAINING_PANELS[c]) for c in TRAINING_PANELS if c in log.columns]
     figure = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
     for axes, (column, label) in zip(figure.subplots(1, len(panels), sharex=True, squeeze=False)[0], panels):
@@ -185,7 +210,12 @@ def training_section(run: Path, plots: Path) -> Section:
             axes.legend()
         else:
             shown = log.drop_nulls(column)
-            axes.plot(shown["step"], shown[column], "o-" if column == "valid_bleu" else "-", color="tab:green" if column == "valid_bleu" else "tab:gray")
+            axes.plot(
+                shown["step"],
+                shown[column],
+                "o-" if column == "valid_bleu" else "-",
+                color="tab:green" if column == "valid_bleu" else "tab:gray",
+            )
             if column == "lr":
                 axes.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         axes.set_xlabel("optimizer step")
@@ -209,9 +239,12 @@ def recall_section(run: Path, plots: Path) -> Section:
         if not recall or not recall.get("at_k"):
             missing.append(f"task{task}/{path.name}")
             continue
-        heading = f"Task {task}, {RECALL_REPORTS[name]}" + ("" if key == "candidate_recall" else " (the reranker's training sessions)")
+        heading = f"Task {task}, {RECALL_REPORTS[name]}" + (
+            "" if key == "candidate_recall" else " (the reranker's training sessions)"
+        )
         figure = recall_figure(recall, f"{heading}: {recall['sessions']:,} sessions")
-        parts.append(f"<h3>{escape(heading)}</h3>\n{embed(figure, plots / f'task{task}-{name}-recall.png', heading)}\n{html_table(recall_table(recall))}")
+        image = embed(figure, plots / f"task{task}-{name}-recall.png", heading)
+        parts.append(f"<h3>{escape(heading)}</h3>\n{image}\n{html_table(recall_table(recall))}")
     if not found:
         return Section(title, note("Left out: no task1/ or task2/ rerank report (*.report.json) in the run folder."))
     if missing:
@@ -223,7 +256,10 @@ def recall_table(recall: dict) -> pl.DataFrame:
     """One row per source: recall within its first K candidates, then over all of them; the
     union of every source ("all") and of all but the grounded titles close the table."""
     cutoffs = sorted({k for cuts in recall["at_k"].values() for k in cuts}, key=int)
-    rows = [{"source": s, **{f"@{k}": cuts.get(k) for k in cutoffs}, "all candidates": recall.get(s)} for s, cuts in recall["at_k"].items()]
+    rows = [
+        {"source": s, **{f"@{k}": cuts.get(k) for k in cutoffs}, "all candidates": recall.get(s)}
+        for s, cuts in recall["at_k"].items()
+    ]
     rows += [{"source": s, "all candidates": recall[s]} for s in ("all", "all_but_grounded") if s in recall]
     return pl.DataFrame(rows)
 
@@ -281,7 +317,11 @@ def html_table(frame: pl.DataFrame) -> str:
     def cell(value) -> str:
         if value is None:
             return ""
-        return f"{value:.4f}" if isinstance(value, float) else escape(f"{value:,}" if isinstance(value, int) else str(value))
+        return (
+            f"{value:.4f}"
+            if isinstance(value, float)
+            else escape(f"{value:,}" if isinstance(value, int) else str(value))
+        )
 
     head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
     rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in frame.iter_rows())

@@ -56,7 +56,11 @@ def trained_settings(adapter: str | Path) -> dict[str, object]:
         return {}
     trained = io.read_yaml(path)
     settings = {f"prompt.{key}": value for key, value in (trained.get("prompt") or {}).items()}
-    settings |= {f"split.{key}": trained["split"][key] for key in ("valid_fraction", "seed") if key in (trained.get("split") or {})}
+    settings |= {
+        f"split.{key}": trained["split"][key]
+        for key in ("valid_fraction", "seed")
+        if key in (trained.get("split") or {})
+    }
     return settings | ({"model": trained["model"]} if "model" in trained else {})
 
 

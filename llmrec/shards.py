@@ -5,10 +5,11 @@ many machines; `llmrec merge` then assembles them in the sessions' order.
 Shard I of N holds a contiguous run of the n sessions the command would process unsharded:
 of their C chunks (the command's unit of work, `chunk_size` rows), chunks [I * C // N,
 (I + 1) * C // N). A chunk is computed the same way in a shard as in one process (the same
-batches, so the same numbers), which makes merged shards equal the one-process output. It writes `<stem>.shard-I-of-N.parquet` beside the output
-with a manifest (`.json`): which rows it holds, of how many, and a digest of everything that
-decides its content (settings, data, model). The merge refuses shards of different runs, a
-missing shard and overlapping ones, and writes the output exactly as one process would.
+batches, so the same numbers), which makes merged shards equal the one-process output. It writes
+`<stem>.shard-I-of-N.parquet` beside the output with a manifest (`.json`): which rows it holds,
+of how many, and a digest of everything that decides its content (settings, data, model). The
+merge refuses shards of different runs, a missing shard and overlapping ones, and writes the
+output exactly as one process would.
 """
 
 from __future__ import annotations
@@ -63,8 +64,10 @@ def seal_shard(path: Path, shard: Shard, total: int, unit: int, digest: str) -> 
     rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     if rows != end - start:
         raise ValueError(f"{path} has {rows} rows, shard {shard.index}/{shard.count} of {total} holds {end - start}")
-    io.write_json({"shard": shard.index, "shards": shard.count, "start": start, "end": end, "total": total, "digest": digest},
-                  manifest_path(path))
+    io.write_json(
+        {"shard": shard.index, "shards": shard.count, "start": start, "end": end, "total": total, "digest": digest},
+        manifest_path(path),
+    )
     return path
 
 
@@ -85,20 +88,27 @@ def merge_shards(out: str | Path) -> pl.DataFrame:
     for manifest in manifests:
         for key in ("shards", "total", "digest"):
             if manifest[key] != first[key]:
-                raise UserError(f"{manifest['file']} and {first['file']} come from different runs ({key} differs): "
-                                "remove the stale shard files")
+                raise UserError(
+                    f"{manifest['file']} and {first['file']} come from different runs ({key} differs): "
+                    "remove the stale shard files"
+                )
     count = first["shards"]
     found = sorted(m["shard"] for m in manifests)
     missing = sorted(set(range(count)) - set(found))
     if missing:
-        raise UserError(f"{out}: shard {missing[0]} of {count} is missing ({len(missing)} missing): run it, then merge again")
+        raise UserError(
+            f"{out}: shard {missing[0]} of {count} is missing ({len(missing)} missing): run it, then merge again"
+        )
     if len(found) != len(set(found)):
         raise UserError(f"{out}: a shard appears twice")
     manifests.sort(key=lambda m: m["shard"])
     position = 0
     for manifest in manifests:
         if manifest["start"] != position:
-            raise UserError(f"{manifest['file']} starts at row {manifest['start']}, expected {position}: shards overlap or leave a gap")
+            raise UserError(
+                f"{manifest['file']} starts at row {manifest['start']}, expected {position}: shards "
+                "overlap or leave a gap"
+            )
         position = manifest["end"]
     if position != first["total"]:
         raise UserError(f"{out}: the shards hold {position} rows of {first['total']}")

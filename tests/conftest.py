@@ -36,4 +36,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("SKIPPED CAPABILITIES: these were NOT tested", sep="!", red=True, bold=True)
     for report in skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        terminalreporter.write_line(f"NOT TESTED: {report.nodeid}: {reason.removeprefix('Skipped: ')}", red=True, bold=True)
+        terminalreporter.write_line(
+            f"NOT TESTED: {report.nodeid}: {reason.removeprefix('Skipped: ')}", red=True, bold=True
+        )

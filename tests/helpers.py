@@ -20,7 +20,9 @@ def tiny_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeniz
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<bos>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
@@ -39,11 +41,21 @@ def tiny_llm_folder(data, folder):
     prompts = prompt_dataset(split.history.head(300), split.catalog, PromptConfig())["prompt"]
     tokenizer = tiny_tokenizer(list(prompts), vocab_size=500)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=64, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=64,
+            max_position_embeddings=512,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -59,15 +71,24 @@ def tiny_sentence_encoder(texts: list[str], folder) -> str:
 
     tokenizer = tiny_tokenizer(texts, vocab_size=1000)
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
-    ))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     bert.save_pretrained(folder / "bert")
     tokenizer.save_pretrained(folder / "bert")
     first = Transformer(str(folder / "bert"), max_seq_length=128)
     modules = [first, Pooling(first.get_embedding_dimension(), "mean"), Normalize()]
-    SentenceTransformer(modules=modules, prompts={"query": "query: ", "document": "passage: "}, device="cpu").save(str(folder / "st"))
+    SentenceTransformer(modules=modules, prompts={"query": "query: ", "document": "passage: "}, device="cpu").save(
+        str(folder / "st")
+    )
     return str(folder / "st")
 
 
@@ -87,18 +108,31 @@ def check_lists(lists: pl.DataFrame, split, k: int = 100) -> None:
     assert lists["locale"].to_list() == split.sessions["locale"].cast(pl.String).to_list()
     assert (lists["next_item_prediction"].list.len() == k).all()
     assert (lists["next_item_prediction"].list.n_unique() == k).all()
-    ids = ItemIndex.from_split(split).items.select(pl.col("locale").cast(pl.String), "id").with_columns(pl.lit(True).alias("listed"))
-    listed = lists.with_row_index("row").explode("next_item_prediction").rename({"next_item_prediction": "id"}).join(ids, on=["locale", "id"], how="left")
+    ids = (
+        ItemIndex.from_split(split)
+        .items.select(pl.col("locale").cast(pl.String), "id")
+        .with_columns(pl.lit(True).alias("listed"))
+    )
+    listed = (
+        lists.with_row_index("row")
+        .explode("next_item_prediction")
+        .rename({"next_item_prediction": "id"})
+        .join(ids, on=["locale", "id"], how="left")
+    )
     assert listed["listed"].fill_null(False).all()
-    overlap = lists.with_columns(split.sessions["prev_items"]).select(
-        pl.col("next_item_prediction").list.set_intersection("prev_items").list.len()
-    ).to_series()
+    overlap = (
+        lists.with_columns(split.sessions["prev_items"])
+        .select(pl.col("next_item_prediction").list.set_intersection("prev_items").list.len())
+        .to_series()
+    )
     assert (overlap == 0).all()
 
 
 def rank(settings: RecommendConfig, out, titles=None, valid_titles=None, text=None):
     """`recommend` on the splits of `settings`, quietly."""
-    return recommend(settings, ranking_data(AmazonM2(settings.data), settings), out, titles, valid_titles, text, log=lambda _: None)
+    return recommend(
+        settings, ranking_data(AmazonM2(settings.data), settings), out, titles, valid_titles, text, log=lambda _: None
+    )
 
 
 class GroundTruthText:
@@ -109,12 +143,19 @@ class GroundTruthText:
         self.truth, self.catalog = truth, catalog
 
     def ground(self, titles, sessions, popularity):
-        rows = [{"session_id": s, "id": item, "ground_score": 1.0, "similarity": 0.99, "retrieval_rank": 0, "hits": 1} for s, item in self.truth.items()]
+        rows = [
+            {"session_id": s, "id": item, "ground_score": 1.0, "similarity": 0.99, "retrieval_rank": 0, "hits": 1}
+            for s, item in self.truth.items()
+        ]
         frame = pl.DataFrame(rows).join(titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id")
         return frame.select("session_id", "locale", "id", "ground_score", "similarity", "retrieval_rank", "hits")
 
     def neighbors(self, frame, k):
-        products = self.catalog.select(pl.col("locale").cast(pl.String), pl.col("id").alias("neighbor")).group_by("locale").head(k)
+        products = (
+            self.catalog.select(pl.col("locale").cast(pl.String), pl.col("id").alias("neighbor"))
+            .group_by("locale")
+            .head(k)
+        )
         return frame.join(products, on="locale").with_columns(pl.lit(0.5).alias("similarity"))
 
     def similarity_by_code(self, index):
@@ -124,7 +165,10 @@ class GroundTruthText:
 def titles_for(split) -> pl.DataFrame:
     """One made-up generated title per session of the split."""
     return split.sessions.select(
-        pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String),
+        pl.col("session_id").cast(pl.Int64),
+        pl.col("locale").cast(pl.String),
         pl.lit("a title").alias("next_item_title"),
-        pl.lit([{"title": "a title", "score": -1.0}], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))).alias("candidates"),
+        pl.lit(
+            [{"title": "a title", "score": -1.0}], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
+        ).alias("candidates"),
     )

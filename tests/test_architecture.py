@@ -117,7 +117,9 @@ def test_no_module_imports_itself_back():
 def test_no_package_imports_itself_back():
     packages: dict[str, set[str]] = {}
     for module, targets in import_graph().items():
-        packages.setdefault(package_of(module), set()).update(package_of(t) for t in targets if package_of(t) != package_of(module))
+        packages.setdefault(package_of(module), set()).update(
+            package_of(t) for t in targets if package_of(t) != package_of(module)
+        )
     assert cycles(packages) == []
 
 

@@ -11,37 +11,67 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmrec.baselines import BaselineConfig, run_baseline
+from llmrec.baselines.sasrec import SasrecConfig
 from llmrec.cli.main import main
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
 
 
-@pytest.mark.parametrize("name", ["popularity", "covisit", "sknn"])
+@pytest.mark.parametrize("name", ["popularity", "covisit", "sknn", "sasrec"])
 @pytest.mark.parametrize("task", [1, 2])
 def test_ranking_baselines_write_competition_lists(tiny_data, name, task):
     dataset = AmazonM2(tiny_data)
     split = load_task_split(dataset, task, SplitConfig(name="test"))
-    predictions = run_baseline(name, split, BaselineConfig())
+    fast = SasrecConfig(dim=16, blocks=1, heads=1, epochs=1, threads=1)  # seconds; other baselines ignore it
+    predictions = run_baseline(name, split, BaselineConfig(sasrec=fast))
     assert predictions.columns == ["locale", "next_item_prediction"]
     assert predictions["locale"].to_list() == split.sessions["locale"].cast(pl.String).to_list()
     assert (predictions["next_item_prediction"].list.len() == 100).all()
     assert (predictions["next_item_prediction"].list.n_unique() == 100).all()
     rows = predictions.with_row_index("row").explode("next_item_prediction")
     # Ids of the session's locale: its catalog, or its sessions (a few ids are missing from the catalog).
-    seen = [split.history.select("locale", "prev_items"), split.history.select("locale", pl.concat_list("next_item").alias("prev_items")), split.unlabelled]
-    seen_ids = pl.concat([frame.select("locale", "prev_items") for frame in seen]).explode("prev_items").select(pl.col("prev_items").alias("id"), "locale")
-    known = pl.concat([dataset.products().select("id", "locale"), seen_ids]).select(pl.col("id").alias("next_item_prediction"), pl.col("locale").cast(pl.String))
+    seen = [
+        split.history.select("locale", "prev_items"),
+        split.history.select("locale", pl.concat_list("next_item").alias("prev_items")),
+        split.unlabelled,
+    ]
+    seen_ids = (
+        pl.concat([frame.select("locale", "prev_items") for frame in seen])
+        .explode("prev_items")
+        .select(pl.col("prev_items").alias("id"), "locale")
+    )
+    known = pl.concat([dataset.products().select("id", "locale"), seen_ids]).select(
+        pl.col("id").alias("next_item_prediction"), pl.col("locale").cast(pl.String)
+    )
     assert rows.join(known, on=["next_item_prediction", "locale"], how="anti").height == 0
-    inputs = split.sessions.with_row_index("row").select("row", pl.col("prev_items").alias("next_item_prediction")).explode("next_item_prediction")
+    inputs = (
+        split.sessions.with_row_index("row")
+        .select("row", pl.col("prev_items").alias("next_item_prediction"))
+        .explode("next_item_prediction")
+    )
     assert rows.join(inputs, on=["row", "next_item_prediction"], how="semi").height == 0
 
 
 def labelled_split(history: list[tuple[list[str], str]], queries: list[list[str]], locale: str = "DE") -> TaskSplit:
-    frame = lambda rows: pl.DataFrame(rows, orient="row", schema={"prev_items": pl.List(pl.String), "next_item": pl.String})  # noqa: E731
-    hist = frame(history).with_columns(pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id"))
-    sessions = pl.DataFrame({"prev_items": queries}).with_columns(pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id"))
+    frame = lambda rows: pl.DataFrame(
+        rows, orient="row", schema={"prev_items": pl.List(pl.String), "next_item": pl.String}
+    )  # noqa: E731
+    hist = frame(history).with_columns(
+        pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id")
+    )
+    sessions = pl.DataFrame({"prev_items": queries}).with_columns(
+        pl.lit(locale).alias("locale"), pl.int_range(pl.len(), dtype=pl.UInt32).alias("session_id")
+    )
     catalog = pl.DataFrame(schema={"id": pl.String, "locale": pl.String, "title": pl.String})
-    return TaskSplit(task=1, split="valid", sessions=sessions, targets=None, history=hist, unlabelled=sessions.select("prev_items", "locale"), catalog=catalog)
+    return TaskSplit(
+        task=1,
+        split="valid",
+        sessions=sessions,
+        targets=None,
+        history=hist,
+        unlabelled=sessions.select("prev_items", "locale"),
+        catalog=catalog,
+    )
 
 
 def ids(*names: str) -> list[str]:
@@ -60,7 +90,11 @@ def test_covisitation_ranks_what_follows_the_last_item_first():
 
 
 def test_session_knn_follows_the_most_similar_past_session():
-    history = [(ids("A", "B", "C"), ids("T")[0]), (ids("A", "E", "F", "G", "H"), ids("U")[0]), (ids("K", "L"), ids("V")[0])]
+    history = [
+        (ids("A", "B", "C"), ids("T")[0]),
+        (ids("A", "E", "F", "G", "H"), ids("U")[0]),
+        (ids("K", "L"), ids("V")[0]),
+    ]
     split = labelled_split(history, [ids("A", "B", "C")[1:] + ids("A")])
     ranked = run_baseline("sknn", split, BaselineConfig(k=10))["next_item_prediction"][0].to_list()
     assert ranked[0] == ids("T")[0] and ranked.index(ids("T")[0]) < ranked.index(ids("U")[0])
@@ -73,7 +107,9 @@ def test_last_title_copies_the_latest_item_with_a_title(tiny_data):
     titles = run_baseline("last-title", split, BaselineConfig())
     catalog = dataset.products().select("id", "locale", "title")
     first = split.sessions.row(0, named=True)
-    expected = catalog.filter((pl.col("id") == first["prev_items"][-1]) & (pl.col("locale") == first["locale"]))["title"]
+    expected = catalog.filter((pl.col("id") == first["prev_items"][-1]) & (pl.col("locale") == first["locale"]))[
+        "title"
+    ]
     assert titles["next_item_title"][0] == (expected[0] if expected.len() else titles["next_item_title"][0])
     assert titles.columns == ["locale", "next_item_title"] and titles.height == split.sessions.height
     assert (titles["next_item_title"].str.len_chars() > 0).mean() > 0.95
@@ -81,11 +117,36 @@ def test_last_title_copies_the_latest_item_with_a_title(tiny_data):
 
 def test_cli_baseline_then_evaluate_on_released_ground_truth(tiny_data, tmp_path, capsys):
     out = tmp_path / "covisit.parquet"
-    main(["baseline", "covisit", "--task", "1", "--data", str(tiny_data), "--split", "test", "--out", str(out), "baseline.covisit.neighbors=30"])
+    main(
+        [
+            "baseline",
+            "covisit",
+            "--task",
+            "1",
+            "--data",
+            str(tiny_data),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "baseline.covisit.neighbors=30",
+        ]
+    )
     saved = (tmp_path / "covisit.config.yaml").read_text()
     assert "neighbors: 30" in saved and "name: covisit" in saved
     capsys.readouterr()
-    main(["evaluate", "--task", "1", "--pred", str(out), "--gt", str(tiny_data / "task1" / "gt_task1_phase1.csv"), "--json"])
+    main(
+        [
+            "evaluate",
+            "--task",
+            "1",
+            "--pred",
+            str(out),
+            "--gt",
+            str(tiny_data / "task1" / "gt_task1_phase1.csv"),
+            "--json",
+        ]
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"overall", "per_locale"}
     assert set(metrics["per_locale"]) == {"DE", "JP", "UK"}
@@ -121,7 +182,10 @@ def test_unknown_baseline_is_a_one_line_error(tiny_data, tmp_path, capsys):
 
 
 @settings(max_examples=60, deadline=None)
-@given(scores=st.lists(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), min_size=1, max_size=30), seed=st.integers(0, 10_000))
+@given(
+    scores=st.lists(st.floats(min_value=-1e12, max_value=1e12, allow_nan=False), min_size=1, max_size=30),
+    seed=st.integers(0, 10_000),
+)
 def test_a_scored_candidate_always_outranks_the_fill(scores, seed):
     """Whatever the reranker's scores (unbounded, negative included), every scored candidate
     comes before every popularity fill item, candidates best first, ties by item code."""
@@ -132,18 +196,35 @@ def test_a_scored_candidate_always_outranks_the_fill(scores, seed):
     rng = np.random.default_rng(seed)
     n_items, k = 60, 40
     ids = [f"B{i:09d}" for i in range(n_items)]
-    index = ItemIndex(pl.DataFrame({"code": np.arange(n_items, dtype=np.uint32), "locale": ["UK"] * n_items, "id": ids},
-                                   schema_overrides={"locale": LOCALE_DTYPE}))
+    index = ItemIndex(
+        pl.DataFrame(
+            {"code": np.arange(n_items, dtype=np.uint32), "locale": ["UK"] * n_items, "id": ids},
+            schema_overrides={"locale": LOCALE_DTYPE},
+        )
+    )
     session = rng.choice(n_items, 3, replace=False)
-    queries = pl.DataFrame({"query": [0], "locale": ["UK"], "prev_items": [[ids[i] for i in session]]},
-                           schema_overrides={"query": pl.UInt32, "locale": LOCALE_DTYPE})
+    queries = pl.DataFrame(
+        {"query": [0], "locale": ["UK"], "prev_items": [[ids[i] for i in session]]},
+        schema_overrides={"query": pl.UInt32, "locale": LOCALE_DTYPE},
+    )
     candidates = rng.choice(n_items, len(scores), replace=False)
-    scored = pl.DataFrame({"query": np.zeros(len(scores), dtype=np.uint32), "item": candidates.astype(np.uint32), "score": scores})
-    popular = pl.DataFrame({"locale": ["UK"] * n_items, "item": rng.permutation(n_items).astype(np.uint32),
-                            "score": np.linspace(100, 1, n_items)}, schema_overrides={"locale": LOCALE_DTYPE})
+    scored = pl.DataFrame(
+        {"query": np.zeros(len(scores), dtype=np.uint32), "item": candidates.astype(np.uint32), "score": scores}
+    )
+    popular = pl.DataFrame(
+        {
+            "locale": ["UK"] * n_items,
+            "item": rng.permutation(n_items).astype(np.uint32),
+            "score": np.linspace(100, 1, n_items),
+        },
+        schema_overrides={"locale": LOCALE_DTYPE},
+    )
     ranked = finalize(queries, index, scored, popular, k)["next_item_prediction"][0].to_list()
-    expected = (scored.filter(~pl.col("item").is_in(session.astype(np.uint32).tolist()))
-                .sort(["score", "item"], descending=[True, False])["item"].to_list())[:k]
+    expected = (
+        scored.filter(~pl.col("item").is_in(session.astype(np.uint32).tolist()))
+        .sort(["score", "item"], descending=[True, False])["item"]
+        .to_list()
+    )[:k]
     assert ranked[: len(expected)] == [ids[i] for i in expected]
     assert len(ranked) == k and len(set(ranked)) == k and not set(ranked) & {ids[i] for i in session}
 

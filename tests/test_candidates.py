@@ -53,12 +53,37 @@ def test_real_text_signals_ground_titles_through_the_cli(tiny_data, tmp_path, ca
         pl.concat_list(pl.struct(true_titles.alias("title"), pl.lit(-0.5).alias("score"))).alias("candidates")
     )
     titles.write_parquet(tmp_path / "titles.parquet")
-    text = [f"text.retrieve.encoder.name={encoder}", "text.retrieve.encoder.threads=1", "text.retrieve.index.kind=Flat",
-            "text.retrieve.catalog_role=query", f"text.retrieve.cache_dir={tmp_path / 'cache'}"]
-    main(["recommend", "--task", "1", "--data", str(tiny_data), "--titles", str(tmp_path / "titles.parquet"), "--out", str(tmp_path / "t1.parquet"), *FAST, *text])
+    text = [
+        f"text.retrieve.encoder.name={encoder}",
+        "text.retrieve.encoder.threads=1",
+        "text.retrieve.index.kind=Flat",
+        "text.retrieve.catalog_role=query",
+        f"text.retrieve.cache_dir={tmp_path / 'cache'}",
+    ]
+    main(
+        [
+            "recommend",
+            "--task",
+            "1",
+            "--data",
+            str(tiny_data),
+            "--titles",
+            str(tmp_path / "titles.parquet"),
+            "--out",
+            str(tmp_path / "t1.parquet"),
+            *FAST,
+            *text,
+        ]
+    )
     report = json.loads((tmp_path / "t1.report.json").read_text())
     titled = (true_titles.str.len_chars() > 0).mean()
-    assert report["candidate_recall"]["grounded"] >= 0.95 * titled and report["candidate_recall"]["at_k"]["grounded"]["1"] >= 0.9 * titled
+    assert (
+        report["candidate_recall"]["grounded"] >= 0.95 * titled
+        and report["candidate_recall"]["at_k"]["grounded"]["1"] >= 0.9 * titled
+    )
     assert report["candidate_recall"]["all"] > report["candidate_recall"]["all_but_grounded"]
     assert report["metrics"]["overall"]["mrr@100"] > 0.8 * titled
-    assert "s_content" in report["reranker"][0]["importance"] and "text_similarity_last" in report["reranker"][0]["importance"]
+    assert (
+        "s_content" in report["reranker"][0]["importance"]
+        and "text_similarity_last" in report["reranker"][0]["importance"]
+    )

@@ -15,8 +15,14 @@ from llmrec.runs import config_path_for
 
 def test_file_then_overrides_with_types(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("task: 2\nbaseline:\n  covisit:\n    neighbors: 10\n    weightings:\n      - {window: 3, weight: 2}\n")
-    run = load_config(BaselineRun, path, ["baseline.covisit.neighbors=80", "split.valid_fraction=0.2", "baseline.sknn.recency_decay=1"])
+    path.write_text(
+        "task: 2\nbaseline:\n  covisit:\n    neighbors: 10\n    weightings:\n      - {window: 3, weight: 2}\n"
+    )
+    run = load_config(
+        BaselineRun,
+        path,
+        ["baseline.covisit.neighbors=80", "split.valid_fraction=0.2", "baseline.sknn.recency_decay=1"],
+    )
     assert run.task == 2 and run.baseline.covisit.neighbors == 80
     assert run.split.valid_fraction == 0.2 and isinstance(run.baseline.sknn.recency_decay, float)
     (weighting,) = run.baseline.covisit.weightings

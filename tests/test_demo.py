@@ -13,14 +13,30 @@ from llmrec.runs import predictions_file
 
 
 def test_demo_without_llm_scores_every_method(tiny_data, tmp_path):
-    config = load_config(DemoConfig, "demo", [
-        f"data={tiny_data}", "scale=tiny", f"out={tmp_path / 'demo'}", "llm=false", "split.limit=0",
-        "recommend.text.enabled=false", "recommend.reranker.num_trees=40", "recommend.reranker.threads=1", "recommend.chunk_size=150",
-    ])
+    config = load_config(
+        DemoConfig,
+        "demo",
+        [
+            f"data={tiny_data}",
+            "scale=tiny",
+            f"out={tmp_path / 'demo'}",
+            "llm=false",
+            "split.limit=0",
+            "recommend.text.enabled=false",
+            "recommend.reranker.num_trees=40",
+            "recommend.reranker.threads=1",
+            "recommend.chunk_size=150",
+        ],
+    )
     result = run_demo(config, Console(quiet=True))
     results = result.rows
-    assert list(result.seconds) == ["data", "baselines", "catalog embeddings and index", "task 1: candidates, features, reranking",
-                                    "task 2: candidates, features, reranking"] and all(s > 0 for s in result.seconds.values())
+    assert list(result.seconds) == [
+        "data",
+        "baselines",
+        "catalog embeddings and index",
+        "task 1: candidates, features, reranking",
+        "task 2: candidates, features, reranking",
+    ] and all(s > 0 for s in result.seconds.values())
     methods = {task: set(results.filter(results["task"] == task)["method"]) for task in (1, 2, 3)}
     assert methods[1] == methods[2] == {"popularity", "covisit", "sknn", "rerank"}
     assert methods[3] == {"last-title", "co-visitation titles"}

@@ -12,29 +12,52 @@ from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.evaluate import check_predictions, evaluate, known_items, read_predictions
 from llmrec.metrics import bleu_metrics, ranking_metrics
 
-CATALOG = pl.DataFrame({"id": ["A000000001", "A000000002", "A000000003", "D000000001"], "locale": ["UK", "UK", "UK", "DE"]})
+CATALOG = pl.DataFrame(
+    {"id": ["A000000001", "A000000002", "A000000003", "D000000001"], "locale": ["UK", "UK", "UK", "DE"]}
+)
 TARGETS = pl.Series(["A000000002", "D000000001"])
 LOCALES = pl.Series(["UK", "DE"])
 
 
 def submission(lists, locales=("UK", "DE")) -> pl.DataFrame:
-    return pl.DataFrame({"locale": list(locales), "next_item_prediction": lists}, schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)})
+    return pl.DataFrame(
+        {"locale": list(locales), "next_item_prediction": lists},
+        schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)},
+    )
 
 
 def test_valid_submissions_score_exactly_as_the_metrics():
     lists = submission([["A000000001", "A000000002"], ["D000000001"]])
     for catalog in (None, CATALOG):
-        assert evaluate(1, lists, TARGETS, LOCALES, k=3, catalog=catalog) == ranking_metrics(lists["next_item_prediction"], TARGETS, LOCALES, k=3)
+        assert evaluate(1, lists, TARGETS, LOCALES, k=3, catalog=catalog) == ranking_metrics(
+            lists["next_item_prediction"], TARGETS, LOCALES, k=3
+        )
     titles = pl.DataFrame({"locale": ["UK", "DE"], "next_item_title": ["a saw", None]})
     references = pl.Series(["a red saw", "ein Hammer"])
     assert evaluate(3, titles, references, LOCALES) == bleu_metrics(["a saw", ""], references.to_list(), ["UK", "DE"])
 
 
 REJECTED = [
-    ([["A000000001", "A000000001"], ["D000000001"]], "row 1, field 'next_item_prediction'", "id 'A000000001' appears twice"),
-    ([["A000000001"], ["D000000001", "A000000001", "A000000002", "A000000003"]], "row 2, field 'next_item_prediction'", "4 ids, at most 3 allowed"),
-    ([["A000000001"], ["A000000002"]], "row 2, field 'next_item_prediction'", "id 'A000000002' is a product of UK, not of the row's locale DE"),
-    ([["A000000009"], ["D000000001"]], "row 1, field 'next_item_prediction'", "id 'A000000009' is not in the catalogue"),
+    (
+        [["A000000001", "A000000001"], ["D000000001"]],
+        "row 1, field 'next_item_prediction'",
+        "id 'A000000001' appears twice",
+    ),
+    (
+        [["A000000001"], ["D000000001", "A000000001", "A000000002", "A000000003"]],
+        "row 2, field 'next_item_prediction'",
+        "4 ids, at most 3 allowed",
+    ),
+    (
+        [["A000000001"], ["A000000002"]],
+        "row 2, field 'next_item_prediction'",
+        "id 'A000000002' is a product of UK, not of the row's locale DE",
+    ),
+    (
+        [["A000000009"], ["D000000001"]],
+        "row 1, field 'next_item_prediction'",
+        "id 'A000000009' is not in the catalogue",
+    ),
     ([["A000000001"], None], "row 2, field 'next_item_prediction'", "missing list"),
     ([["A000000001", None], ["D000000001"]], "row 1, field 'next_item_prediction'", "a null id"),
 ]
@@ -51,11 +74,36 @@ def test_invalid_lists_are_rejected_naming_file_row_and_field(tmp_path, lists, w
 
 
 WRONG_TYPES = [
-    (pl.DataFrame({"locale": ["UK", "DE"], "next_item_prediction": [[1, 2], [3]]}), 1, "field 'next_item_prediction'", "expected a list of ids, got List(Int64)"),
-    (pl.DataFrame({"locale": ["UK", "DE"], "next_item_prediction": ["A000000001", "D000000001"]}), 1, "field 'next_item_prediction'", "expected a list of ids, got String"),
-    (pl.DataFrame({"locale": [1, 2], "next_item_prediction": [["A000000001"], ["D000000001"]]}), 1, "field 'locale'", "expected text, got Int64"),
-    (pl.DataFrame({"locale": ["UK", "XX"], "next_item_prediction": [["A000000001"], ["D000000001"]]}), 1, "row 2, field 'locale'", "unknown locale 'XX'"),
-    (pl.DataFrame({"locale": ["UK", "DE"], "next_item_title": [1, 2]}), 3, "field 'next_item_title'", "expected text, got Int64"),
+    (
+        pl.DataFrame({"locale": ["UK", "DE"], "next_item_prediction": [[1, 2], [3]]}),
+        1,
+        "field 'next_item_prediction'",
+        "expected a list of ids, got List(Int64)",
+    ),
+    (
+        pl.DataFrame({"locale": ["UK", "DE"], "next_item_prediction": ["A000000001", "D000000001"]}),
+        1,
+        "field 'next_item_prediction'",
+        "expected a list of ids, got String",
+    ),
+    (
+        pl.DataFrame({"locale": [1, 2], "next_item_prediction": [["A000000001"], ["D000000001"]]}),
+        1,
+        "field 'locale'",
+        "expected text, got Int64",
+    ),
+    (
+        pl.DataFrame({"locale": ["UK", "XX"], "next_item_prediction": [["A000000001"], ["D000000001"]]}),
+        1,
+        "row 2, field 'locale'",
+        "unknown locale 'XX'",
+    ),
+    (
+        pl.DataFrame({"locale": ["UK", "DE"], "next_item_title": [1, 2]}),
+        3,
+        "field 'next_item_title'",
+        "expected text, got Int64",
+    ),
 ]
 
 
@@ -86,7 +134,9 @@ def test_baseline_submissions_pass_the_catalogue_check_of_the_release(tiny_data)
     lists = run_baseline("covisit", split, BaselineConfig())
     catalog = known_items(data)
     # Some session ids are in no product table (as in the release): they are known all the same.
-    unlisted = catalog.join(data.products().select("id", pl.col("locale").cast(pl.String)), on=["id", "locale"], how="anti")
+    unlisted = catalog.join(
+        data.products().select("id", pl.col("locale").cast(pl.String)), on=["id", "locale"], how="anti"
+    )
     assert unlisted.height > 0
     scored = evaluate(1, lists, split.targets, split.sessions["locale"], catalog=catalog)
     assert scored == evaluate(1, lists, split.targets, split.sessions["locale"])

@@ -21,7 +21,22 @@ from llmrec.generate import GenerateConfig, generate_titles, make_generator
 from llmrec.generate.hf import HFGenerator
 from tests.helpers import tiny_tokenizer
 
-WORDS = ["red", "blue", "green", "shoe", "lamp", "cable", "mug", "case", "Schuh", "Lampe", "tasse", "funda", "étui", "ケース"]
+WORDS = [
+    "red",
+    "blue",
+    "green",
+    "shoe",
+    "lamp",
+    "cable",
+    "mug",
+    "case",
+    "Schuh",
+    "Lampe",
+    "tasse",
+    "funda",
+    "étui",
+    "ケース",
+]
 SEED = random.Random(0)
 SESSIONS = [SEED.sample(WORDS, 3) for _ in range(24)]
 PROMPTS = [f"Items:\n{a}\n{b}\n{c}\nNext:" for a, b, c in SESSIONS]
@@ -32,16 +47,26 @@ GREEDY = GenerateConfig(backend="hf", dtype="float32", max_new_tokens=16, batch_
 def llama(tokenizer, hidden: int = 128) -> LlamaForCausalLM:
     """Random Llama with head_dim 64 (vLLM's CPU attention refuses 16)."""
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, head_dim=64, max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 64,
+        head_dim=64,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     return LlamaForCausalLM(config)
 
 
 def lora(model, std: float) -> PeftModel:
     """r=8 LoRA on q_proj, v_proj with random (non-zero) B: it changes the output."""
-    adapted = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    adapted = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    )
     with torch.no_grad():
         for name, weight in adapted.named_parameters():
             if "lora_B" in name:
@@ -77,14 +102,19 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hf(tiny):
-    return {"base": make_generator(GREEDY, tiny["model"]), "adapter": make_generator(GREEDY, tiny["model"], tiny["adapter"])}
+    return {
+        "base": make_generator(GREEDY, tiny["model"]),
+        "adapter": make_generator(GREEDY, tiny["model"], tiny["adapter"]),
+    }
 
 
 @pytest.fixture(scope="module")
 def vllm_merged(tiny, tmp_path_factory, monkeypatch_module):
     """The adapter folded into a copy of the model (vLLM's default on CPU), built in a temporary cache."""
     monkeypatch_module.setenv("LLMREC_CACHE", str(tmp_path_factory.mktemp("cache")))
-    generator = make_generator(dataclasses.replace(GREEDY, backend="vllm", vllm_eager=True), tiny["model"], tiny["adapter"])
+    generator = make_generator(
+        dataclasses.replace(GREEDY, backend="vllm", vllm_eager=True), tiny["model"], tiny["adapter"]
+    )
     yield generator
     generator.close()
 
@@ -92,7 +122,9 @@ def vllm_merged(tiny, tmp_path_factory, monkeypatch_module):
 @pytest.fixture(scope="module")
 def vllm_adapter(tiny):
     """The adapter served as a LoRARequest; with `lora` set to None the same engine is the base model."""
-    generator = make_generator(dataclasses.replace(GREEDY, backend="vllm", vllm_lora="request"), tiny["model"], tiny["adapter"])
+    generator = make_generator(
+        dataclasses.replace(GREEDY, backend="vllm", vllm_lora="request"), tiny["model"], tiny["adapter"]
+    )
     yield generator
     generator.close()
 
@@ -136,7 +168,11 @@ def test_the_adapter_changes_greedy_output(hf):
 def test_vllm_and_hf_write_the_same_greedy_titles(hf, vllm_merged, vllm_adapter):
     base_engine = copy.copy(vllm_adapter)  # the same engine without the LoRARequest: the base model
     base_engine.lora = None
-    for name, engine, reference in (("base", base_engine, hf["base"]), ("LoRARequest", vllm_adapter, hf["adapter"]), ("merged", vllm_merged, hf["adapter"])):
+    for name, engine, reference in (
+        ("base", base_engine, hf["base"]),
+        ("LoRARequest", vllm_adapter, hf["adapter"]),
+        ("merged", vllm_merged, hf["adapter"]),
+    ):
         expected = reference.generate(PROMPTS[:8])
         out = engine.generate(PROMPTS[:8])
         assert titles(out) == titles(expected), name
@@ -147,7 +183,10 @@ def test_vllm_and_hf_write_the_same_greedy_titles(hf, vllm_merged, vllm_adapter)
 def test_beam_and_sampling_give_sorted_candidates(backend, hf, vllm_adapter):
     generator = hf["adapter"] if backend == "hf" else vllm_adapter
     greedy = generator.generate(PROMPTS[:6])
-    for settings in (dict(decoding="beam", num_beams=4, num_candidates=3), dict(decoding="sample", num_candidates=4, temperature=1.0)):
+    for settings in (
+        dict(decoding="beam", num_beams=4, num_candidates=3),
+        dict(decoding="sample", num_candidates=4, temperature=1.0),
+    ):
         with decoding(generator, **settings):
             out = generator.generate(PROMPTS[:6])
         for candidates in out:
@@ -155,7 +194,9 @@ def test_beam_and_sampling_give_sorted_candidates(backend, hf, vllm_adapter):
             assert len(candidates) == settings["num_candidates"] and scores == sorted(scores, reverse=True)
             assert all(score < 0 and "\n" not in title for title, score in candidates)
         if settings["decoding"] == "beam":
-            assert all(beams[0][1] >= best[0][1] - 1e-4 for beams, best in zip(out, greedy))  # beam finds at least greedy's score
+            assert all(
+                beams[0][1] >= best[0][1] - 1e-4 for beams, best in zip(out, greedy)
+            )  # beam finds at least greedy's score
 
 
 def test_vllm_and_hf_beam_search_agree(hf, vllm_adapter):
@@ -196,7 +237,9 @@ class Counting:
 
 def prompt_rows(n: int) -> datasets.Dataset:
     locales = ["UK", "DE", "JP"]
-    return datasets.Dataset.from_dict({"session_id": list(range(n)), "locale": [locales[i % 3] for i in range(n)], "prompt": PROMPTS[:n]})
+    return datasets.Dataset.from_dict(
+        {"session_id": list(range(n)), "locale": [locales[i % 3] for i in range(n)], "prompt": PROMPTS[:n]}
+    )
 
 
 def test_chunks_resume_after_an_interruption(tmp_path):
@@ -205,7 +248,10 @@ def test_chunks_resume_after_an_interruption(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         generate_titles(Counting(fail_on=2), rows, out, config, log=lambda _: None)
     chunks = tmp_path / "titles.parquet.chunks"
-    assert sorted(p.name for p in chunks.glob("chunk-*")) == ["chunk-00000.parquet", "chunk-00001.parquet"] and not out.exists()
+    assert (
+        sorted(p.name for p in chunks.glob("chunk-*")) == ["chunk-00000.parquet", "chunk-00001.parquet"]
+        and not out.exists()
+    )
     (chunks / "chunk-00000.parquet").unlink()
     resumed = Counting()
     frame, throughput = generate_titles(resumed, rows, out, config, log=lambda _: None)
@@ -213,8 +259,13 @@ def test_chunks_resume_after_an_interruption(tmp_path):
     assert not chunks.exists() and pl.read_parquet(out).equals(frame)
     assert frame.columns == ["session_id", "locale", "next_item_title", "candidates"] and frame.height == 10
     assert frame["session_id"].to_list() == list(range(10))
-    assert frame["locale"].to_list() == rows["locale"] and frame["next_item_title"].to_list() == [s[0] for s in SESSIONS[:10]]
-    assert frame["candidates"][3].to_list() == [{"title": SESSIONS[3][0], "score": -1.0}, {"title": SESSIONS[3][1], "score": -2.0}]
+    assert frame["locale"].to_list() == rows["locale"] and frame["next_item_title"].to_list() == [
+        s[0] for s in SESSIONS[:10]
+    ]
+    assert frame["candidates"][3].to_list() == [
+        {"title": SESSIONS[3][0], "score": -1.0},
+        {"title": SESSIONS[3][1], "score": -2.0},
+    ]
     assert throughput["prompts"] == 6 and throughput["generated_tokens"] == 12 and throughput["tokens_per_s"] > 0
 
 
@@ -229,7 +280,9 @@ def test_chunks_of_other_settings_are_not_reused(tmp_path):
     other_sessions = datasets.Dataset.from_dict({**rows.to_dict(), "session_id": list(range(100, 110))})
     with pytest.raises(ValueError, match="sessions_sha256 differs"):  # the same prompts for other sessions: other data
         generate_titles(Counting(), other_sessions, out, GenerateConfig(chunk_size=4), log=lambda _: None)
-    generate_titles(Counting(), rows, out, GenerateConfig(chunk_size=4, batch_size=2), log=lambda _: None)  # speed settings may change
+    generate_titles(
+        Counting(), rows, out, GenerateConfig(chunk_size=4, batch_size=2), log=lambda _: None
+    )  # speed settings may change
 
 
 def test_the_generator_fingerprint_is_the_weights_content(tiny, tmp_path):
@@ -246,7 +299,9 @@ def test_the_generator_fingerprint_is_the_weights_content(tiny, tmp_path):
     weights = copy_of_adapter / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4] + b"\x00\x00\x80\x3f")
     assert model_digest(tiny["model"], str(copy_of_adapter)) != model_digest(tiny["model"], tiny["adapter"])
-    assert make_generator(GREEDY, tiny["model"], tiny["adapter"]).fingerprint == model_digest(tiny["model"], tiny["adapter"])
+    assert make_generator(GREEDY, tiny["model"], tiny["adapter"]).fingerprint == model_digest(
+        tiny["model"], tiny["adapter"]
+    )
 
 
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
@@ -254,7 +309,9 @@ def test_bad_models_and_adapters_fail_with_one_line(tiny, tmp_path, backend):
     config = dataclasses.replace(GREEDY, backend=backend)
     with pytest.raises(ConfigError, match=f"model {tmp_path / 'nope'} not found"):
         make_generator(config, str(tmp_path / "nope"))
-    with pytest.raises(ValueError, match=f"adapter {tiny['foreign-adapter']} does not match base model {tiny['model']}: .*q_proj") as error:
+    with pytest.raises(
+        ValueError, match=f"adapter {tiny['foreign-adapter']} does not match base model {tiny['model']}: .*q_proj"
+    ) as error:
         make_generator(config, tiny["model"], tiny["foreign-adapter"])
     assert "\n" not in str(error.value)
     with pytest.raises(ConfigError, match="not a PEFT adapter folder"):
@@ -286,7 +343,9 @@ def test_one_engine_writes_titles_for_several_tasks(tiny, tiny_data, tmp_path):
 
     dataset, split = AmazonM2(tiny_data), SplitConfig(limit=6)
     outputs = {task: tmp_path / f"task{task}.parquet" for task in (3, 2)}
-    titles = titles_for_tasks(dataset, outputs, split, PromptConfig(), tiny["model"], tiny["adapter"], GREEDY, log=lambda _: None)
+    titles = titles_for_tasks(
+        dataset, outputs, split, PromptConfig(), tiny["model"], tiny["adapter"], GREEDY, log=lambda _: None
+    )
     assert sorted(titles) == [2, 3]
     for task, (frame, _) in titles.items():
         sessions = load_task_split(dataset, task, split).sessions
@@ -301,16 +360,43 @@ def test_shards_merge_into_exactly_the_one_process_titles(tiny, tiny_data, tmp_p
     writes; an unfinished, missing or foreign shard is refused."""
     from llmrec.cli.main import main
 
-    args = ["generate", "--task", "2", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data), "--limit", "10",
-            "generate.chunk_size=3", "generate.max_new_tokens=6", "generate.dtype=float32"]
+    args = [
+        "generate",
+        "--task",
+        "2",
+        "--backend",
+        "hf",
+        "--model",
+        tiny["model"],
+        "--data",
+        str(tiny_data),
+        "--limit",
+        "10",
+        "generate.chunk_size=3",
+        "generate.max_new_tokens=6",
+        "generate.dtype=float32",
+    ]
     main([*args, "--out", str(tmp_path / "one.parquet")])
     for index in (0, 1):
         main([*args, "--out", str(tmp_path / "two.parquet"), "--shard", f"{index}/2"])
-    assert sorted(p.name for p in tmp_path.glob("two.shard-*.parquet")) == ["two.shard-0-of-2.parquet", "two.shard-1-of-2.parquet"]
+    assert sorted(p.name for p in tmp_path.glob("two.shard-*.parquet")) == [
+        "two.shard-0-of-2.parquet",
+        "two.shard-1-of-2.parquet",
+    ]
     main(["merge", "--out", str(tmp_path / "two.parquet")])
     assert pl.read_parquet(tmp_path / "two.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
-    main([*args[:-3], "generate.chunk_size=3", "generate.max_new_tokens=5", "generate.dtype=float32",
-          "--out", str(tmp_path / "two.parquet"), "--shard", "1/2"])  # shard 1 again, under other settings
+    main(
+        [
+            *args[:-3],
+            "generate.chunk_size=3",
+            "generate.max_new_tokens=5",
+            "generate.dtype=float32",
+            "--out",
+            str(tmp_path / "two.parquet"),
+            "--shard",
+            "1/2",
+        ]
+    )  # shard 1 again, under other settings
     with pytest.raises(SystemExit):
         main(["merge", "--out", str(tmp_path / "two.parquet")])
     assert "come from different runs (digest differs)" in capsys.readouterr().err
@@ -340,8 +426,22 @@ def test_ray_runs_the_shards_as_tasks_and_merges_them(tiny, tiny_data, tmp_path)
     pytest.importorskip("ray", reason="ray is missing: pip install ray (the llmrec[ray] extra)")
     from llmrec.cli.main import main
 
-    args = ["generate", "--task", "2", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data), "--limit", "8",
-            "generate.chunk_size=2", "generate.max_new_tokens=5", "generate.dtype=float32"]
+    args = [
+        "generate",
+        "--task",
+        "2",
+        "--backend",
+        "hf",
+        "--model",
+        tiny["model"],
+        "--data",
+        str(tiny_data),
+        "--limit",
+        "8",
+        "generate.chunk_size=2",
+        "generate.max_new_tokens=5",
+        "generate.dtype=float32",
+    ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -21,7 +21,12 @@ from llmrec.evaluate import evaluate
 from llmrec.prompts import PromptConfig, split_prompts
 
 ITEMS = {
-    str(i): {"title": f"Tool {i} &amp; Case  {'x' * i}.", "description": f"About tool {i}", "brand": f"Brand{i % 3}", "categories": "Tools,Hand Tools"}
+    str(i): {
+        "title": f"Tool {i} &amp; Case  {'x' * i}.",
+        "description": f"About tool {i}",
+        "brand": f"Brand{i % 3}",
+        "categories": "Tools,Hand Tools",
+    }
     for i in range(12)
 }
 USERS = {
@@ -68,7 +73,9 @@ def imported(tmp_path_factory):
 
 @pytest.mark.parametrize("window, prefixes", [(20, 0), (3, 0), (3, 2), (2, 1)])
 def test_sessions_follow_leave_one_out_with_windows(tmp_path, window, prefixes):
-    out = import_lcrec(*write_lcrec(tmp_path / "src"), tmp_path / "data", ImportConfig(window=window, prefixes=prefixes))
+    out = import_lcrec(
+        *write_lcrec(tmp_path / "src"), tmp_path / "data", ImportConfig(window=window, prefixes=prefixes)
+    )
     data, expected = AmazonM2(out), leave_one_out(USERS, window, prefixes)
     data.validate()
     train, valid = data.train_sessions(), data.valid_sessions()
@@ -211,15 +218,35 @@ LCREC_ERRORS = [
     ("inter", "[1, 2]", None, "expected a JSON object mapping users"),
     ("inter", '{"u": [0, 1, 2, 3], "v": 5}', "row 2, field 'items'", "expected a list of items, got a number"),
     ("inter", '{"u": [0, 1.5, 2, 3]}', "row 1, field 'items'", "user 'u', item 2: expected a number or a string"),
-    ("inter", '{"u": [0, 1, 2, 3], "v": [0, 1, 2, 9]}', "row 2, field 'items'", "user 'v', item 4: '9' is not in x.item.json"),
+    (
+        "inter",
+        '{"u": [0, 1, 2, 3], "v": [0, 1, 2, 9]}',
+        "row 2, field 'items'",
+        "user 'v', item 4: '9' is not in x.item.json",
+    ),
     ("inter", '{"u": []}', "row 1, field 'items'", "user 'u' has 0 item(s)"),
     ("inter", '{"u": [1]}', "row 1, field 'items'", "user 'u' has 1 item(s)"),
     ("inter", '{"u": [0, 1, 2, 3], "u": [0, 1, 2, 3]}', "field 'u'", "key 'u' appears twice"),
     ("inter", '{"u": [0, 1, 2, 3]', None, "not valid JSON"),
     ("items", json.dumps({"0": GOOD_ITEM, "1": {"description": "x"}}), "row 2, field 'title'", "item '1' has no title"),
-    ("items", json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"title": " . "}}), "row 2, field 'title'", "item '1' has an empty title"),
-    ("items", json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"title": 5}}), "row 2, field 'title'", "a title of type a number"),
-    ("items", json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"brand": ["x"]}}), "row 2, field 'brand'", "expected a string, got a list"),
+    (
+        "items",
+        json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"title": " . "}}),
+        "row 2, field 'title'",
+        "item '1' has an empty title",
+    ),
+    (
+        "items",
+        json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"title": 5}}),
+        "row 2, field 'title'",
+        "a title of type a number",
+    ),
+    (
+        "items",
+        json.dumps({"0": GOOD_ITEM, "1": GOOD_ITEM | {"brand": ["x"]}}),
+        "row 2, field 'brand'",
+        "expected a string, got a list",
+    ),
     ("items", json.dumps({"0": GOOD_ITEM, "1": "A saw"}), "row 2, field 'title'", "expected an object of attributes"),
 ]
 
@@ -241,24 +268,37 @@ def test_malformed_lcrec_input_is_one_line_naming_file_row_and_field(tmp_path, w
 
 def log_rows(users: dict) -> list[tuple[str, str, int]]:
     """Rows newest first across users; each user's ties (two items per timestamp) in sequence order."""
-    rows = [(user, str(item), position // 2) for user, sequence in users.items() for position, item in enumerate(sequence)]
+    rows = [
+        (user, str(item), position // 2) for user, sequence in users.items() for position, item in enumerate(sequence)
+    ]
     return sorted(rows, key=lambda row: -row[2])
 
 
 def test_csv_log_imports_like_the_same_data_in_lcrec_format(tmp_path):
     log = pl.DataFrame(log_rows(USERS), schema=["user", "item", "timestamp"], orient="row")
     io.write_csv(log, tmp_path / "log.csv")
-    table = pl.DataFrame({"item": list(ITEMS), "title": [entry["title"].removesuffix(".") for entry in ITEMS.values()],
-                          "description": [entry["description"] for entry in ITEMS.values()], "brand": [e["brand"] for e in ITEMS.values()]})
+    table = pl.DataFrame(
+        {
+            "item": list(ITEMS),
+            "title": [entry["title"].removesuffix(".") for entry in ITEMS.values()],
+            "description": [entry["description"] for entry in ITEMS.values()],
+            "brand": [e["brand"] for e in ITEMS.values()],
+        }
+    )
     io.write_csv(table, tmp_path / "items.csv")
-    from_csv = AmazonM2(import_csv(tmp_path / "log.csv", tmp_path / "items.csv", tmp_path / "csv", ImportConfig(window=3)))
+    from_csv = AmazonM2(
+        import_csv(tmp_path / "log.csv", tmp_path / "items.csv", tmp_path / "csv", ImportConfig(window=3))
+    )
     from_json = AmazonM2(import_lcrec(*write_lcrec(tmp_path / "src"), tmp_path / "json", ImportConfig(window=3)))
     from_csv.validate()
 
     def by_user(data: AmazonM2, folder) -> dict:
         users = pl.read_csv(folder / "users.csv", infer_schema=False)["user"].to_list()
         valid, test = data.valid_sessions(), data.test_sessions(1)
-        return {u: (valid["prev_items"][i].to_list(), valid["next_item"][i], test["prev_items"][i].to_list()) for i, u in enumerate(users)}
+        return {
+            u: (valid["prev_items"][i].to_list(), valid["next_item"][i], test["prev_items"][i].to_list())
+            for i, u in enumerate(users)
+        }
 
     assert by_user(from_csv, tmp_path / "csv") == by_user(from_json, tmp_path / "json")
     key = lambda frame: sorted(zip(map(tuple, frame["prev_items"].to_list()), frame["next_item"]))
@@ -309,16 +349,57 @@ def test_cli_imports_then_runs_verbs_on_the_folder(tmp_path, capsys):
     main(["data", "check", "--data", str(data)])
     assert "all files valid" in capsys.readouterr().out
     out = tmp_path / "covisit.parquet"
-    main(["baseline", "covisit", "--task", "1", "--data", str(data), "--split", "test", "--out", str(out), "baseline.k=5"])
+    main(
+        [
+            "baseline",
+            "covisit",
+            "--task",
+            "1",
+            "--data",
+            str(data),
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "baseline.k=5",
+        ]
+    )
     capsys.readouterr()
     main(["evaluate", "--task", "1", "--pred", str(out), "--data", str(data), "--split", "test", "--json"])
     by_split = json_module.loads(capsys.readouterr().out)
-    main(["evaluate", "--task", "1", "--pred", str(out), "--gt", str(data / "task1" / "gt_task1_phase1.csv"), "--data", str(data), "--json"])
+    main(
+        [
+            "evaluate",
+            "--task",
+            "1",
+            "--pred",
+            str(out),
+            "--gt",
+            str(data / "task1" / "gt_task1_phase1.csv"),
+            "--data",
+            str(data),
+            "--json",
+        ]
+    )
     by_labels = json_module.loads(capsys.readouterr().out)
-    assert {"hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@100"} <= set(by_split["overall"]) and by_split["overall"]["sessions"] == len(USERS)
+    assert {"hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@100"} <= set(by_split["overall"]) and by_split["overall"][
+        "sessions"
+    ] == len(USERS)
     assert by_labels == by_split
     foreign = pl.read_parquet(out).with_columns(pl.lit(["B000000000"] * 1).alias("next_item_prediction"))
     foreign.write_parquet(tmp_path / "foreign.parquet")
     with pytest.raises(SystemExit):
-        main(["evaluate", "--task", "1", "--pred", str(tmp_path / "foreign.parquet"), "--data", str(data), "--split", "test"])
+        main(
+            [
+                "evaluate",
+                "--task",
+                "1",
+                "--pred",
+                str(tmp_path / "foreign.parquet"),
+                "--data",
+                str(data),
+                "--split",
+                "test",
+            ]
+        )
     assert "not in the catalogue" in capsys.readouterr().err

@@ -22,7 +22,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHON
 
 
 def llmrec(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "llmrec", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmrec", *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
 
 
 def finished(*args: str) -> str:
@@ -63,18 +65,36 @@ def test_recommend_killed_midway_resumes_to_the_same_lists(tiny_data, tmp_path):
     uninterrupted("recommend", *settings, "--out", str(tmp_path / "straight.parquet"))
     out = tmp_path / "killed.parquet"
     chunks = tmp_path / "killed.parquet.work" / "test"
-    kill_when(llmrec("recommend", *settings, "--out", str(out)), lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2, out)
+    kill_when(
+        llmrec("recommend", *settings, "--out", str(out)), lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2, out
+    )
     finished("recommend", *settings, "--out", str(out))
     assert pl.read_parquet(out).equals(pl.read_parquet(tmp_path / "straight.parquet"))
 
 
 def test_generate_killed_midway_resumes_to_the_same_titles(tiny_data, tiny_llm, tmp_path):
-    settings = ["--task", "3", "--backend", "hf", "--model", str(tiny_llm), "--data", str(tiny_data), "--limit", "24",
-                "generate.chunk_size=4", "generate.batch_size=4", "generate.max_new_tokens=6", "generate.dtype=float32"]
+    settings = [
+        "--task",
+        "3",
+        "--backend",
+        "hf",
+        "--model",
+        str(tiny_llm),
+        "--data",
+        str(tiny_data),
+        "--limit",
+        "24",
+        "generate.chunk_size=4",
+        "generate.batch_size=4",
+        "generate.max_new_tokens=6",
+        "generate.dtype=float32",
+    ]
     uninterrupted("generate", *settings, "--out", str(tmp_path / "straight.parquet"))
     out = tmp_path / "killed.parquet"
     chunks = tmp_path / "killed.parquet.chunks"
-    kill_when(llmrec("generate", *settings, "--out", str(out)), lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2, out)
+    kill_when(
+        llmrec("generate", *settings, "--out", str(out)), lambda: len(list(chunks.glob("chunk-*.parquet"))) >= 2, out
+    )
     assert "resuming" in finished("generate", *settings, "--out", str(out))
     assert pl.read_parquet(out).equals(pl.read_parquet(tmp_path / "straight.parquet"))
 
@@ -82,13 +102,29 @@ def test_generate_killed_midway_resumes_to_the_same_titles(tiny_data, tiny_llm, 
 def test_finetune_killed_midway_resumes_to_the_same_adapter(tiny_data, tiny_llm, tmp_path):
     from safetensors.torch import load_file
 
-    settings = [f"model={tiny_llm}", f"data={tiny_data}", "lora.layers=[]", "lora.dropout=0.1", "train.max_steps=6", "train.save_every=1",
-                "train.batch_size=4", "train.grad_accum=1", "train.eval_every=100", "train.eval_sessions=2", "train.train_sessions=64",
-                "train.max_minutes=0", "generate.max_new_tokens=4"]
+    settings = [
+        f"model={tiny_llm}",
+        f"data={tiny_data}",
+        "lora.layers=[]",
+        "lora.dropout=0.1",
+        "train.max_steps=6",
+        "train.save_every=1",
+        "train.batch_size=4",
+        "train.grad_accum=1",
+        "train.eval_every=100",
+        "train.eval_sessions=2",
+        "train.train_sessions=64",
+        "train.max_minutes=0",
+        "generate.max_new_tokens=4",
+    ]
     uninterrupted("finetune", "--task", "3", *settings, f"train.out={tmp_path / 'straight'}")
     run = tmp_path / "killed"
     adapter = run / "adapter" / "adapter_model.safetensors"
-    kill_when(llmrec("finetune", "--task", "3", *settings, f"train.out={run}"), lambda: (run / "checkpoints" / "step-2").exists(), adapter)
+    kill_when(
+        llmrec("finetune", "--task", "3", *settings, f"train.out={run}"),
+        lambda: (run / "checkpoints" / "step-2").exists(),
+        adapter,
+    )
     assert "resumed from" in finished("finetune", "--task", "3", "--resume", *settings, f"train.out={run}")
     straight, resumed = load_file(tmp_path / "straight" / "adapter" / "adapter_model.safetensors"), load_file(adapter)
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)

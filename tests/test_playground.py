@@ -26,8 +26,16 @@ from llmrec.playground.service import playground_config
 from tests.helpers import tiny_sentence_encoder, tiny_tokenizer
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 QUIET = {"log": lambda _: None}
 
 
@@ -39,11 +47,21 @@ def models(catalog, tmp_path_factory) -> dict[str, str]:
     titles = catalog["title"].drop_nulls().to_list()
     tokenizer = tiny_tokenizer(titles, vocab_size=400)
     torch.manual_seed(0)
-    llama = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, head_dim=64, max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    ))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=64,
+            max_position_embeddings=1024,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
     with torch.no_grad():
         llama.lm_head.weight[stop_token_ids(tokenizer, eos_ids(tokenizer, llama.generation_config))] = 0.0
     llama.save_pretrained(root / "llm")
@@ -53,10 +71,23 @@ def models(catalog, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def config(tiny_data, models, tmp_path_factory) -> PlaygroundConfig:
-    return playground_config(None, [
-        "generate.dtype=float32", "generate.max_new_tokens=8", "prompt.max_prompt_tokens=1000", f"retrieve.encoder.name={models['encoder']}",
-        "retrieve.encoder.threads=1", "retrieve.index.kind=Flat", "retrieve.index.threads=1", f"retrieve.cache_dir={tmp_path_factory.mktemp('embeddings')}",
-    ], data=str(tiny_data), model=models["llm"], backend="hf", runs_root=str(tmp_path_factory.getbasetemp()))
+    return playground_config(
+        None,
+        [
+            "generate.dtype=float32",
+            "generate.max_new_tokens=8",
+            "prompt.max_prompt_tokens=1000",
+            f"retrieve.encoder.name={models['encoder']}",
+            "retrieve.encoder.threads=1",
+            "retrieve.index.kind=Flat",
+            "retrieve.index.threads=1",
+            f"retrieve.cache_dir={tmp_path_factory.mktemp('embeddings')}",
+        ],
+        data=str(tiny_data),
+        model=models["llm"],
+        backend="hf",
+        runs_root=str(tmp_path_factory.getbasetemp()),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +118,9 @@ def session_of(split, locale: str, index: int) -> tuple[list[str], str]:
     rows = split.sessions.with_row_index("row").filter(pl.col("locale") == locale)
     row = rows.slice(index, 1)
     items = row.select(pl.col("prev_items").alias("id"), "locale").explode("id")
-    titles = items.join(split.catalog.select("id", "locale", "title"), on=["id", "locale"], how="left", maintain_order="left")["title"]
+    titles = items.join(
+        split.catalog.select("id", "locale", "title"), on=["id", "locale"], how="left", maintain_order="left"
+    )["title"]
     return titles.to_list(), split.targets[int(row["row"][0])]
 
 
@@ -104,7 +137,7 @@ def test_split_session_prompt_and_true_next_title(playground, split):
     titles, target = session_of(split, "DE", index)
     assert rendered.prompt.startswith("Einkaufssitzung auf Amazon.de.")
     assert rendered.prompt.endswith("Als Nächstes angesehenes Produkt:\n-")
-    assert all(title in rendered.prompt for title in titles[-request.history:])
+    assert all(title in rendered.prompt for title in titles[-request.history :])
     assert rendered.target == target
     assert f"{index + 1} of {playground.session_count(request.data, 'valid', 'DE')} DE sessions" in rendered.session
     assert rendered.tokens > 0
@@ -116,7 +149,9 @@ def test_model_loads_once_across_decoding_settings(config, models, tmp_path):
     request = playground.default_request("UK")
     greedy = playground.answer(request)
     beam = playground.answer(dataclasses.replace(request, decoding="beam", num_candidates=3))
-    sample = playground.answer(dataclasses.replace(request, decoding="sample", num_candidates=2, temperature=1.0, top_p=0.9))
+    sample = playground.answer(
+        dataclasses.replace(request, decoding="sample", num_candidates=2, temperature=1.0, top_p=0.9)
+    )
     assert len(factory.loads) == 1
     assert (greedy.candidates.height, beam.candidates.height, sample.candidates.height) == (1, 3, 2)
     assert beam.candidates["score"].is_sorted(descending=True)
@@ -164,8 +199,15 @@ def test_grounded_products_come_from_the_catalog(playground, catalog):
     request = dataclasses.replace(playground.default_request("FR"), decoding="beam", num_candidates=2, ground_k=4)
     grounded = playground.answer(request).grounded
     assert grounded.group_by("candidate").len().sort("candidate").rows() == [(1, 4), (2, 4)]
-    assert grounded.group_by("candidate").agg(pl.col("similarity").is_sorted(descending=True).alias("sorted"))["sorted"].all()
-    known = grounded.join(catalog.filter(pl.col("locale") == "FR").select("id", "title", pl.col("price").alias("catalog_price")), on=["id", "title"])
+    assert (
+        grounded.group_by("candidate")
+        .agg(pl.col("similarity").is_sorted(descending=True).alias("sorted"))["sorted"]
+        .all()
+    )
+    known = grounded.join(
+        catalog.filter(pl.col("locale") == "FR").select("id", "title", pl.col("price").alias("catalog_price")),
+        on=["id", "title"],
+    )
     assert known.height == grounded.height
     assert known.select((pl.col("price").eq_missing(pl.col("catalog_price"))).all()).item()
 
@@ -187,19 +229,27 @@ def test_edited_template_renders_live(playground):
     edited = dataclasses.replace(request, template=TemplateText("閲覧履歴:", "* {title}{attributes}", "次:\n*"))
     prompt = playground.render(edited).prompt
     assert prompt.startswith("閲覧履歴:\n* ") and prompt.endswith("\n次:\n*")
-    assert playground.render(request).prompt.startswith("Amazon.co.jp の閲覧履歴")  # the configured template is untouched
+    assert playground.render(request).prompt.startswith(
+        "Amazon.co.jp の閲覧履歴"
+    )  # the configured template is untouched
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"locale": "XX"}, r"unknown locale 'XX': choose one of UK, DE, JP, ES, FR, IT"),
-    ({"source": "typed", "typed": " \n \n"}, r"the typed session is empty"),
-    ({"session": 10_000}, r"session 10000 is outside the \d+ UK sessions of the valid split"),
-    ({"template": TemplateText("h", "- {title}", "f")}, r"edited template: template 'en' item must contain \{title\} then \{attributes\}"),
-    ({"decoding": "greedy", "num_candidates": 3}, r"decoding=greedy gives one candidate"),
-    ({"ground_k": 0}, r"products per title must be between 1 and 100"),
-    ({"history": 0}, r"history must be at least 1"),
-    ({"data": "/nonexistent/folder"}, r"data folder /nonexistent/folder is outside the data root"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"locale": "XX"}, r"unknown locale 'XX': choose one of UK, DE, JP, ES, FR, IT"),
+        ({"source": "typed", "typed": " \n \n"}, r"the typed session is empty"),
+        ({"session": 10_000}, r"session 10000 is outside the \d+ UK sessions of the valid split"),
+        (
+            {"template": TemplateText("h", "- {title}", "f")},
+            r"edited template: template 'en' item must contain \{title\} then \{attributes\}",
+        ),
+        ({"decoding": "greedy", "num_candidates": 3}, r"decoding=greedy gives one candidate"),
+        ({"ground_k": 0}, r"products per title must be between 1 and 100"),
+        ({"history": 0}, r"history must be at least 1"),
+        ({"data": "/nonexistent/folder"}, r"data folder /nonexistent/folder is outside the data root"),
+    ],
+)
 def test_bad_requests_fail_with_one_line(playground, change, message):
     with pytest.raises((ValueError, FileNotFoundError)) as error:
         playground.answer(dataclasses.replace(playground.default_request("UK"), **change))
@@ -208,20 +258,38 @@ def test_bad_requests_fail_with_one_line(playground, change, message):
 
 def test_config_options_override_the_file_and_the_adapters_training(tmp_path):
     path = tmp_path / "playground.yaml"
-    path.write_text("model: smollm2-135m\nground_k: 9\nprompt: {history: 2}\ngenerate: {backend: vllm, max_new_tokens: 20}\n")
+    path.write_text(
+        "model: smollm2-135m\nground_k: 9\nprompt: {history: 2}\ngenerate: {backend: vllm, max_new_tokens: 20}\n"
+    )
     config = playground_config(path, ["generate.max_new_tokens=30"], data="data/x", backend="hf")
-    assert (config.model, config.ground_k, config.data, config.generate.backend, config.generate.max_new_tokens) == ("smollm2-135m", 9, "data/x", "hf", 30)
+    assert (config.model, config.ground_k, config.data, config.generate.backend, config.generate.max_new_tokens) == (
+        "smollm2-135m",
+        9,
+        "data/x",
+        "hf",
+        30,
+    )
     run = tmp_path / "finetune"
     (run / "adapter").mkdir(parents=True)
-    (run / "config.yaml").write_text("model: gemma-3-270m\nprompt: {history: 4, attributes: [], max_prompt_tokens: 160}\nlora: {r: 8}\n")
+    (run / "config.yaml").write_text(
+        "model: gemma-3-270m\nprompt: {history: 4, attributes: [], max_prompt_tokens: 160}\nlora: {r: 8}\n"
+    )
     config = playground_config(path, ["prompt.max_prompt_tokens=300"], adapter=str(run / "adapter"))
-    assert (config.model, config.adapter, config.prompt.history, config.prompt.attributes, config.prompt.max_prompt_tokens) == (
-        "gemma-3-270m", str(run / "adapter"), 4, [], 300)
+    assert (
+        config.model,
+        config.adapter,
+        config.prompt.history,
+        config.prompt.attributes,
+        config.prompt.max_prompt_tokens,
+    ) == ("gemma-3-270m", str(run / "adapter"), 4, [], 300)
 
 
 def table(page, selector: str) -> list[list[str]]:
     """The shown cells of a gradio Dataframe, row by row."""
-    return [[cell.strip() for cell in row.locator("[role=gridcell]").all_inner_texts()] for row in page.locator(f"{selector} .virtual-row").all()]
+    return [
+        [cell.strip() for cell in row.locator("[role=gridcell]").all_inner_texts()]
+        for row in page.locator(f"{selector} .virtual-row").all()
+    ]
 
 
 def free_port() -> int:
@@ -248,7 +316,14 @@ def test_browser_session_generate_and_template_edit(config, split, catalog, tmp_
         with sync_api.sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else (outside.append(route.request.url), route.abort()))
+            page.route(
+                "**/*",
+                lambda route: (
+                    route.continue_()
+                    if route.request.url.startswith(url)
+                    else (outside.append(route.request.url), route.abort())
+                ),
+            )
             page.goto(url)
             expect, prompt = sync_api.expect, page.locator("#prompt textarea")
             expect(prompt).to_have_value(re.compile(r"^Amazon UK shopping session"), timeout=60_000)
@@ -261,20 +336,24 @@ def test_browser_session_generate_and_template_edit(config, split, catalog, tmp_
             sessions = split.sessions.filter(pl.col("locale") == "DE").height
             expect(page.locator("#status")).to_contain_text(f"{index + 1} of {sessions} DE sessions", timeout=30_000)
             shown = prompt.input_value()
-            assert shown.startswith("Einkaufssitzung auf Amazon.de.") and all(title in shown for title in titles[-config.prompt.history:])
+            assert shown.startswith("Einkaufssitzung auf Amazon.de.") and all(
+                title in shown for title in titles[-config.prompt.history :]
+            )
             expect(page.locator("#target textarea")).to_have_value(target)
 
             page.locator("#generate").click()
             expect(page.locator("#status")).to_contain_text("generated in", timeout=120_000)
             expect(page.locator("#candidates .virtual-row")).to_have_count(1)
-            (candidate, generated, score), = table(page, "#candidates")
+            ((candidate, generated, score),) = table(page, "#candidates")
             assert candidate == "1" and generated and float(score) < 0
             rows = table(page, "#grounded")
             assert len(rows) == config.ground_k
             prices = dict(catalog.filter(pl.col("locale") == "DE").select("id", "price").iter_rows())
             for rank, (candidate, shown_rank, title, price, similarity, product) in enumerate(rows, start=1):
                 assert (candidate, shown_rank) == ("1", str(rank)) and title
-                assert (float(price) if price else None) == (round(prices[product], 3) if prices[product] is not None else None)
+                assert (float(price) if price else None) == (
+                    round(prices[product], 3) if prices[product] is not None else None
+                )
                 assert -1.0 <= float(similarity) <= 1.0
             assert [float(row[4]) for row in rows] == sorted((float(row[4]) for row in rows), reverse=True)
             expect(page.locator("#target textarea")).to_have_value(target)
@@ -282,7 +361,9 @@ def test_browser_session_generate_and_template_edit(config, split, catalog, tmp_
 
             header = page.locator("#header textarea")
             header.select_text()
-            header.press_sequentially("Ein eigener Kopf für den Test:")  # typed as a user types: gradio reacts to key input
+            header.press_sequentially(
+                "Ein eigener Kopf für den Test:"
+            )  # typed as a user types: gradio reacts to key input
             expect(prompt).to_have_value(re.compile(r"^Ein eigener Kopf für den Test:\n- "))
             browser.close()
     finally:

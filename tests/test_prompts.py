@@ -29,7 +29,11 @@ CATALOG = pl.DataFrame(
 
 def sessions(*item_lists: list[int], locale: str = "DE") -> pl.DataFrame:
     return pl.DataFrame(
-        {"session_id": list(range(len(item_lists))), "prev_items": [[f"P{i:09d}" for i in items] for items in item_lists], "locale": [locale] * len(item_lists)}
+        {
+            "session_id": list(range(len(item_lists))),
+            "prev_items": [[f"P{i:09d}" for i in items] for items in item_lists],
+            "locale": [locale] * len(item_lists),
+        }
     )
 
 
@@ -37,14 +41,23 @@ def test_prompt_lists_the_last_k_items_oldest_first_with_localized_attributes():
     config = PromptConfig(history=3, attributes=["brand", "color", "price"])
     (prompt,) = render_prompts(sessions([0, 1, 2, 3, 5]), CATALOG, config).to_list()
     lines = prompt.splitlines()
-    assert lines[0].startswith("Einkaufssitzung auf Amazon.de") and lines[-2:] == ["Als Nächstes angesehenes Produkt:", "-"]
-    assert lines[1:-2] == ["- Ladekabel 2 m", "- Panzerglas (Marke: Lumora, Preis: 7.5 €)", "- unbekanntes Produkt P000000005"]
+    assert lines[0].startswith("Einkaufssitzung auf Amazon.de") and lines[-2:] == [
+        "Als Nächstes angesehenes Produkt:",
+        "-",
+    ]
+    assert lines[1:-2] == [
+        "- Ladekabel 2 m",
+        "- Panzerglas (Marke: Lumora, Preis: 7.5 €)",
+        "- unbekanntes Produkt P000000005",
+    ]
 
 
 def test_immediate_repeats_collapse():
     (prompt,) = render_prompts(sessions([0, 0, 0, 1]), CATALOG, PromptConfig(attributes=[])).to_list()
     assert prompt.count("Handyhülle Schwarz") == 1
-    (prompt,) = render_prompts(sessions([0, 0, 1]), CATALOG, PromptConfig(attributes=[], collapse_repeats=False)).to_list()
+    (prompt,) = render_prompts(
+        sessions([0, 0, 1]), CATALOG, PromptConfig(attributes=[], collapse_repeats=False)
+    ).to_list()
     assert prompt.count("Handyhülle Schwarz") == 2
 
 
@@ -69,13 +82,24 @@ def test_every_locale_renders_in_its_language(tiny_data):
     dataset = prompt_dataset(split.sessions, split.catalog, PromptConfig(attributes=["brand", "price"]), split.targets)
     assert dataset.column_names == ["session_id", "locale", "prompt", "completion"]
     templates = load_templates(PromptConfig().template)
-    headers = {"UK": "Amazon UK", "DE": "Amazon.de", "JP": "Amazon.co.jp", "ES": "Amazon.es", "FR": "Amazon.fr", "IT": "Amazon.it"}
+    headers = {
+        "UK": "Amazon UK",
+        "DE": "Amazon.de",
+        "JP": "Amazon.co.jp",
+        "ES": "Amazon.es",
+        "FR": "Amazon.fr",
+        "IT": "Amazon.it",
+    }
     frame = dataset.to_polars()
     for locale in LOCALES:
         rows = frame.filter(pl.col("locale") == locale)
         assert rows.height > 0
         assert rows["prompt"].str.contains(headers[locale], literal=True).all()
-        assert rows["prompt"].str.ends_with(next(t.footer for lang, t in templates.items() if headers[locale] in t.header)).all()
+        assert (
+            rows["prompt"]
+            .str.ends_with(next(t.footer for lang, t in templates.items() if headers[locale] in t.header))
+            .all()
+        )
     assert frame["completion"].str.starts_with(" ").all()
     assert (frame["completion"].str.len_chars() > 5).all()
 
@@ -97,6 +121,8 @@ def test_bad_template_files_are_named(tmp_path):
 
 
 def test_an_empty_session_is_a_clear_error():
-    empty = pl.DataFrame({"session_id": [7], "prev_items": [[]], "locale": ["DE"]}, schema_overrides={"prev_items": pl.List(pl.String)})
+    empty = pl.DataFrame(
+        {"session_id": [7], "prev_items": [[]], "locale": ["DE"]}, schema_overrides={"prev_items": pl.List(pl.String)}
+    )
     with pytest.raises(ValueError, match="session 7 has no items"):
         render_prompts(empty, CATALOG, PromptConfig())

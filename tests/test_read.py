@@ -92,15 +92,63 @@ def test_session_ids_missing_from_catalog_are_allowed_and_counted(tmp_path):
 
 
 BAD_INPUTS = [
-    ("sessions_train.csv", "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,DE\n\"['B09W9FND7K', B09JSPLN1M]\",B08FSNJSCD,DE\n", "row 2, field 'prev_items'", "not a list of quoted ids"),
-    ("sessions_train.csv", "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,US\n", "row 1, field 'locale'", "unknown locale 'US'"),
-    ("sessions_train.csv", "prev_items,locale\n['B09W9FND7K' 'B09JSPLN1M'],DE\n", "field 'next_item'", "missing column 'next_item'"),
-    ("sessions_train.csv", "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,DE\n['B09W9FND7K'],B08FSNJSCD,DE\n", "row 2, field 'prev_items'", "needs at least 2"),
-    ("sessions_train.csv", "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1'],B08FSNJSCD,DE\n", "row 1, field 'prev_items'", "'B09JSPLN1' is not 10 characters"),
-    ("sessions_train.csv", "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCDX,DE\n", "row 1, field 'next_item'", "is not 10 characters"),
-    ("products_train.csv", PRODUCTS_CSV + "B09W9FND7K,DE,Again,1.0,,,,,,,\n", "row 5, field 'id'", "duplicate product 'B09W9FND7K' in locale DE"),
-    ("products_train.csv", PRODUCTS_CSV.replace("12.99", "12,99", 1).replace('"Voltex Handyhülle, Schwarz",12,99', '"Voltex Handyhülle, Schwarz","12,99"'), "row 1, field 'price'", "not a number"),
-    ("products_train.csv", PRODUCTS_CSV.replace("B0B6ZRJWF3,JP", "B0B6ZRJWF,JP"), "row 4, field 'id'", "is not 10 characters"),
+    (
+        "sessions_train.csv",
+        "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,DE\n\"['B09W9FND7K', "
+        'B09JSPLN1M]",B08FSNJSCD,DE\n',
+        "row 2, field 'prev_items'",
+        "not a list of quoted ids",
+    ),
+    (
+        "sessions_train.csv",
+        "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,US\n",
+        "row 1, field 'locale'",
+        "unknown locale 'US'",
+    ),
+    (
+        "sessions_train.csv",
+        "prev_items,locale\n['B09W9FND7K' 'B09JSPLN1M'],DE\n",
+        "field 'next_item'",
+        "missing column 'next_item'",
+    ),
+    (
+        "sessions_train.csv",
+        "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCD,DE\n['B09W9FND7K'],B08FSNJSCD,DE\n",
+        "row 2, field 'prev_items'",
+        "needs at least 2",
+    ),
+    (
+        "sessions_train.csv",
+        "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1'],B08FSNJSCD,DE\n",
+        "row 1, field 'prev_items'",
+        "'B09JSPLN1' is not 10 characters",
+    ),
+    (
+        "sessions_train.csv",
+        "prev_items,next_item,locale\n['B09W9FND7K' 'B09JSPLN1M'],B08FSNJSCDX,DE\n",
+        "row 1, field 'next_item'",
+        "is not 10 characters",
+    ),
+    (
+        "products_train.csv",
+        PRODUCTS_CSV + "B09W9FND7K,DE,Again,1.0,,,,,,,\n",
+        "row 5, field 'id'",
+        "duplicate product 'B09W9FND7K' in locale DE",
+    ),
+    (
+        "products_train.csv",
+        PRODUCTS_CSV.replace("12.99", "12,99", 1).replace(
+            '"Voltex Handyhülle, Schwarz",12,99', '"Voltex Handyhülle, Schwarz","12,99"'
+        ),
+        "row 1, field 'price'",
+        "not a number",
+    ),
+    (
+        "products_train.csv",
+        PRODUCTS_CSV.replace("B0B6ZRJWF3,JP", "B0B6ZRJWF,JP"),
+        "row 4, field 'id'",
+        "is not 10 characters",
+    ),
 ]
 
 

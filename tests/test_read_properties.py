@@ -27,7 +27,9 @@ from llmrec.data.read import read_ground_truth, read_products, read_sessions
 from llmrec.data.write import write_sessions
 from llmrec.evaluate import check_predictions, read_predictions
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 LOCALES = ("UK", "DE", "JP")
 ID = st.text(string.ascii_uppercase + string.digits, min_size=10, max_size=10)
 TEXT = st.text(string.ascii_letters + " ,\"'.&-é", max_size=12)
@@ -96,7 +98,15 @@ def test_reference_parser_knows_the_cases_that_matter():
     assert rfc_records('a,b\n1,"x,""y"""\n') == [["a", "b"], ["1", 'x,"y"']]
     assert rfc_records("a,b\r\n1,\r\n") == [["a", "b"], ["1", None]]
     assert rfc_records('a,b\n1,"x\ny"') == [["a", "b"], ["1", "x\ny"]]
-    for malformed in ("a,b\n1\n", "a,b\n1,2,3\n", 'a,b\n1,x"y\n', 'a,b\n1,"x"y\n', 'a,b\n1,"x\n', "a,a\n1,2\n", "a,b\n1,2\n\n"):
+    for malformed in (
+        "a,b\n1\n",
+        "a,b\n1,2,3\n",
+        'a,b\n1,x"y\n',
+        'a,b\n1,"x"y\n',
+        'a,b\n1,"x\n',
+        "a,a\n1,2\n",
+        "a,b\n1,2\n\n",
+    ):
         assert rfc_records(malformed) is None, malformed
 
 
@@ -112,7 +122,11 @@ def mutated(draw, text: str) -> str:
             break
         body = text.find("\n") + 1  # mostly below the header: a damaged header is one error, rows are many
         at = draw(st.integers(body if 0 < body < len(text) and draw(st.integers(0, 3)) else 0, len(text) - 1))
-        kind = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "replace", "truncate", "empty_field", "change_id", "crlf"]))
+        kind = draw(
+            st.sampled_from(
+                ["delete", "duplicate", "swap", "insert", "replace", "truncate", "empty_field", "change_id", "crlf"]
+            )
+        )
         if kind == "delete":
             text = text[:at] + text[at + 1 :]
         elif kind == "duplicate":
@@ -134,7 +148,11 @@ def mutated(draw, text: str) -> str:
             ids = list(re.finditer(r"[A-Z0-9]{10}", text))
             if ids:
                 found = draw(st.sampled_from(ids))
-                text = text[: found.start()] + draw(st.text(string.ascii_uppercase + string.digits + "'", min_size=8, max_size=11)) + text[found.end() :]
+                text = (
+                    text[: found.start()]
+                    + draw(st.text(string.ascii_uppercase + string.digits + "'", min_size=8, max_size=11))
+                    + text[found.end() :]
+                )
         elif kind == "crlf":
             text = text.replace("\n", "\r\n")
     return text
@@ -205,10 +223,14 @@ def test_mutated_session_csv_reads_like_the_reference_or_names_the_row(tmp_path,
     write_sessions(data.draw(sessions_frames(with_next_item)), base)
     original = base.read_text(encoding="utf-8")
     text = data.draw(mutated(original))
-    frame = outcome(lambda p: read_sessions(p, with_next_item=with_next_item), tmp_path / "sessions.csv", text, original)
+    frame = outcome(
+        lambda p: read_sessions(p, with_next_item=with_next_item), tmp_path / "sessions.csv", text, original
+    )
     records = rfc_records(text)
     if frame is not None:
-        frame = frame.with_columns(pl.col("prev_items").map_elements(lambda items: str(items.to_list()), return_dtype=pl.String))
+        frame = frame.with_columns(
+            pl.col("prev_items").map_elements(lambda items: str(items.to_list()), return_dtype=pl.String)
+        )
     if records is not None and header_of(text) != header_of(original):
         return  # another header: the reader may rightly miss a column; the reference cannot know
     columns = {"prev_items": 0} | ({"next_item": 1, "locale": 2} if with_next_item else {"locale": 1})
@@ -246,10 +268,17 @@ def test_mutated_ground_truth_reads_like_the_reference_or_names_the_row(tmp_path
 def product_frames(draw) -> pl.DataFrame:
     rows = draw(st.integers(1, 4))
     ids = draw(st.lists(ID, min_size=rows, max_size=rows, unique=True))
-    texts = {c: [draw(TEXT) for _ in range(rows)] for c in ("title", "brand", "color", "size", "model", "material", "author", "desc")}
+    texts = {
+        c: [draw(TEXT) for _ in range(rows)]
+        for c in ("title", "brand", "color", "size", "model", "material", "author", "desc")
+    }
     prices = [draw(st.sampled_from(["12.99", "", "40000000.07", "1980.0"])) for _ in range(rows)]
-    frame = pl.DataFrame({"id": ids, "locale": [draw(st.sampled_from(LOCALES)) for _ in range(rows)], "price": prices} | texts)
-    return frame.select("id", "locale", "title", "price", "brand", "color", "size", "model", "material", "author", "desc")
+    frame = pl.DataFrame(
+        {"id": ids, "locale": [draw(st.sampled_from(LOCALES)) for _ in range(rows)], "price": prices} | texts
+    )
+    return frame.select(
+        "id", "locale", "title", "price", "brand", "color", "size", "model", "material", "author", "desc"
+    )
 
 
 def product_value(name: str, value: str | None):
@@ -289,7 +318,9 @@ def parquet_mutation(draw, frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.lit([1, 2], dtype=pl.List(pl.Int64)).alias(column))
     if kind == "null":
         row = draw(st.integers(0, frame.height - 1))
-        return frame.with_columns(pl.when(pl.int_range(pl.len()) == row).then(None).otherwise(pl.col(column)).alias(column))
+        return frame.with_columns(
+            pl.when(pl.int_range(pl.len()) == row).then(None).otherwise(pl.col(column)).alias(column)
+        )
     if kind == "drop":
         return frame.drop(column)
     if kind == "stringify" and values.dtype == pl.List(pl.String):
@@ -351,9 +382,21 @@ CATALOG = pl.DataFrame({"id": [f"P{i:09d}" for i in range(30)], "locale": ["UK"]
 def test_submissions_are_scored_only_when_valid(tmp_path, data):
     rows, k = data.draw(st.integers(1, 4)), 5
     locales = [data.draw(st.sampled_from(["UK", "DE"])) for _ in range(rows)]
-    lists = [data.draw(st.lists(st.sampled_from(CATALOG.filter(pl.col("locale") == loc)["id"].to_list()), max_size=k, unique=True)) for loc in locales]
-    frame = pl.DataFrame({"locale": locales, "next_item_prediction": lists}, schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)})
-    kind = data.draw(st.sampled_from(["keep", "duplicate", "too_many", "other_locale", "unknown_id", "null_list", "null_id", "parquet"]))
+    lists = [
+        data.draw(
+            st.lists(st.sampled_from(CATALOG.filter(pl.col("locale") == loc)["id"].to_list()), max_size=k, unique=True)
+        )
+        for loc in locales
+    ]
+    frame = pl.DataFrame(
+        {"locale": locales, "next_item_prediction": lists},
+        schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)},
+    )
+    kind = data.draw(
+        st.sampled_from(
+            ["keep", "duplicate", "too_many", "other_locale", "unknown_id", "null_list", "null_id", "parquet"]
+        )
+    )
     row = data.draw(st.integers(0, rows - 1))
     edited = [list(items) for items in lists]
     if kind == "duplicate" and edited[row]:
@@ -368,12 +411,19 @@ def test_submissions_are_scored_only_when_valid(tmp_path, data):
         edited[row].append(None)
     submission = frame.with_columns(pl.Series("next_item_prediction", edited, dtype=pl.List(pl.String)))
     if kind == "null_list":
-        submission = submission.with_columns(pl.when(pl.int_range(pl.len()) == row).then(None).otherwise(pl.col("next_item_prediction")).alias("next_item_prediction"))
+        submission = submission.with_columns(
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(None)
+            .otherwise(pl.col("next_item_prediction"))
+            .alias("next_item_prediction")
+        )
     path = tmp_path / "submission.parquet"
     submission = parquet_mutation(data.draw, submission) if kind == "parquet" else submission
     submission.write_parquet(path)
     try:
-        checked = check_predictions(read_predictions(path, 1), 1, path, catalog=CATALOG, k=k, locales=pl.Series(locales))
+        checked = check_predictions(
+            read_predictions(path, 1), 1, path, catalog=CATALOG, k=k, locales=pl.Series(locales)
+        )
     except DataFormatError as error:
         parquet_located(error, path)
         assert kind != "keep"
@@ -392,8 +442,19 @@ def test_submissions_are_scored_only_when_valid(tmp_path, data):
 @st.composite
 def lcrec_files(draw) -> tuple[str, str]:
     n_items = draw(st.integers(4, 8))
-    items = {str(i): {"title": draw(TEXT.filter(lambda t: t.strip(" ."))) + ".", "description": draw(TEXT), "brand": draw(TEXT), "categories": "A,B"} for i in range(n_items)}
-    users = {str(u): draw(st.lists(st.integers(0, n_items - 1), min_size=4, max_size=8)) for u in range(draw(st.integers(1, 4)))}
+    items = {
+        str(i): {
+            "title": draw(TEXT.filter(lambda t: t.strip(" ."))) + ".",
+            "description": draw(TEXT),
+            "brand": draw(TEXT),
+            "categories": "A,B",
+        }
+        for i in range(n_items)
+    }
+    users = {
+        str(u): draw(st.lists(st.integers(0, n_items - 1), min_size=4, max_size=8))
+        for u in range(draw(st.integers(1, 4)))
+    }
     return json.dumps(users), json.dumps(items, indent=1)
 
 
@@ -415,7 +476,11 @@ def oracle_counts(inter: str, items: str) -> dict | None:
             return None
         for field in ("description", "categories"):  # text, or a list of texts
             value = entry.get(field)
-            if not (value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+            if not (
+                value is None
+                or isinstance(value, str)
+                or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            ):
                 return None
     for sequence in users.values():
         if not isinstance(sequence, list) or len(sequence) < 4:
@@ -432,7 +497,9 @@ def _unique(pairs):
     return dict(pairs)
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_mutated_lcrec_files_import_faithfully_or_name_the_place(tmp_path, data):
     inter, items = data.draw(lcrec_files())

@@ -26,14 +26,27 @@ from llmrec.metrics import corpus_bleu
 from llmrec.report import bleu_by_history, write_report
 from llmrec.runs import predictions_file
 
-LLM = "LoRA + tiny-llm"  # a method name with spaces and a plus: its file is LoRA-tiny-llm.parquet, as the demo writes it
-SECTIONS = ("Data", "Metrics per locale, beside the baselines", "Task 3 BLEU by session length", "LoRA finetuning", "Candidate recall per source")
+LLM = (
+    "LoRA + tiny-llm"  # a method name with spaces and a plus: its file is LoRA-tiny-llm.parquet, as the demo writes it
+)
+SECTIONS = (
+    "Data",
+    "Metrics per locale, beside the baselines",
+    "Task 3 BLEU by session length",
+    "LoRA finetuning",
+    "Candidate recall per source",
+)
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def ranking_result(mrr: dict[str, float]) -> dict:
-    per_locale = {locale: {"mrr@100": v, "recall@100": min(1.0, 3 * v), "ndcg@100": 1.5 * v, "sessions": 10} for locale, v in mrr.items()}
-    overall = {k: sum(p[k] for p in per_locale.values()) / len(per_locale) for k in ("mrr@100", "recall@100", "ndcg@100")}
+    per_locale = {
+        locale: {"mrr@100": v, "recall@100": min(1.0, 3 * v), "ndcg@100": 1.5 * v, "sessions": 10}
+        for locale, v in mrr.items()
+    }
+    overall = {
+        k: sum(p[k] for p in per_locale.values()) / len(per_locale) for k in ("mrr@100", "recall@100", "ndcg@100")
+    }
     return {"overall": overall | {"sessions": 10 * len(mrr)}, "per_locale": per_locale}
 
 
@@ -71,7 +84,10 @@ def run(tiny_data, split, predictions, tmp_path_factory) -> Path:
     for row in log[9::10]:
         row |= {"valid_loss": row["loss"] + 0.2, "valid_bleu": 0.01 * row["step"]}
     io.write_text("".join(json.dumps(row) + "\n" for row in log), run / "task3" / "train_log.jsonl")
-    at_k = {"covisit": {"1": 0.1, "5": 0.25, "10": 0.3, "20": 0.38, "50": 0.45}, "grounded": {"1": 0.02, "5": 0.06, "10": 0.09, "20": 0.12, "50": 0.2}}
+    at_k = {
+        "covisit": {"1": 0.1, "5": 0.25, "10": 0.3, "20": 0.38, "50": 0.45},
+        "grounded": {"1": 0.02, "5": 0.06, "10": 0.09, "20": 0.12, "50": 0.2},
+    }
     recall = {"covisit": 0.5, "grounded": 0.25, "all": 0.62, "all_but_grounded": 0.55, "sessions": 400, "at_k": at_k}
     io.write_json({"task": 1, "split": "valid", "candidate_recall": recall}, run / "task1" / "rerank-llm.report.json")
     return run
@@ -89,8 +105,14 @@ def test_report_has_every_section_with_valid_plots(run):
         assert f"<h2>{title}</h2>" in html
     assert "Left out" not in html
     saved = sorted(p.name for p in (run / "report").glob("*.png"))
-    assert saved == ["task1-mrr100-per-locale.png", "task1-rerank-llm-recall.png", "task2-mrr100-per-locale.png",
-                     "task3-bleu-by-history.png", "task3-bleu-per-locale.png", "task3-training.png"]
+    assert saved == [
+        "task1-mrr100-per-locale.png",
+        "task1-rerank-llm-recall.png",
+        "task2-mrr100-per-locale.png",
+        "task3-bleu-by-history.png",
+        "task3-bleu-per-locale.png",
+        "task3-training.png",
+    ]
     embedded = images(html)
     assert sorted(embedded) == sorted((run / "report" / name).read_bytes() for name in saved)
     for png in embedded:
@@ -106,7 +128,9 @@ def test_bucket_bleu_equals_direct_corpus_bleu(run, split, predictions):
     lengths = split.sessions["prev_items"].list.len()
     table = bleu_by_history(lengths, split.targets, predictions)
     assert table["sessions"].sum() == split.sessions.height
-    assert table["bucket"].to_list() == [b for b in ("2", "3", "4", "5-6", "7-10", "11+") if b in table["bucket"].to_list()]
+    assert table["bucket"].to_list() == [
+        b for b in ("2", "3", "4", "5-6", "7-10", "11+") if b in table["bucket"].to_list()
+    ]
     in_bucket = (lengths >= 5) & (lengths <= 6)
     expected = corpus_bleu(predictions[LLM].filter(in_bucket).to_list(), split.targets.filter(in_bucket).to_list())
     plotted = table.filter(pl.col("bucket") == "5-6")[LLM].item()
@@ -120,8 +144,12 @@ def test_missing_inputs_become_notes(run, tmp_path):
     shutil.copy(run / "metrics.json", partial / "metrics.json")
     html = write_report(partial).read_text(encoding="utf-8")
     assert len(images(html)) == 3  # the per-locale charts of tasks 1, 2 and 3
-    for text in ("Left out: no data_stats.csv in the run folder.", "Left out: the run folder lacks config.yaml.",
-                 "Left out: no task3/train_log.jsonl in the run folder.", "Left out: no task1/ or task2/ rerank report"):
+    for text in (
+        "Left out: no data_stats.csv in the run folder.",
+        "Left out: the run folder lacks config.yaml.",
+        "Left out: no task3/train_log.jsonl in the run folder.",
+        "Left out: no task1/ or task2/ rerank report",
+    ):
         assert text in html
 
     empty = tmp_path / "empty"

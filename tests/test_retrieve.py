@@ -49,7 +49,15 @@ class CountingEncoder(Encoder):
 
 def retrieve_config(tiny_model, cache, *overrides) -> RetrieveConfig:
     # the catalog gets the query prompt too, so a product's own title embeds exactly like its text
-    base = [f"encoder.name={tiny_model}", "encoder.threads=1", "index.threads=1", "catalog_role=query", "text_fields=[title]", "index.kind=Flat", f"cache_dir={cache}"]
+    base = [
+        f"encoder.name={tiny_model}",
+        "encoder.threads=1",
+        "index.threads=1",
+        "catalog_role=query",
+        "text_fields=[title]",
+        "index.kind=Flat",
+        f"cache_dir={cache}",
+    ]
     return load_config(RetrieveConfig, None, base + list(overrides))
 
 
@@ -77,20 +85,24 @@ def titles_frame(rows: list[tuple[int, str, list[tuple[str | None, float | None]
 
 
 def sessions_frame(prev_items: dict[int, list[str]]) -> pl.DataFrame:
-    return pl.DataFrame({"session_id": list(prev_items), "prev_items": list(prev_items.values())},
-                        schema={"session_id": pl.Int64, "prev_items": pl.List(pl.String)})
+    return pl.DataFrame(
+        {"session_id": list(prev_items), "prev_items": list(prev_items.values())},
+        schema={"session_id": pl.Int64, "prev_items": pl.List(pl.String)},
+    )
 
 
 # --------------------------------------------------------------------------- product texts
 
 
 def test_product_texts_skip_empty_fields_and_values_the_title_holds():
-    catalog = pl.DataFrame({
-        "title": ["Red Acme Mug", "  ", None, "Cup", None],
-        "brand": ["Acme", "Bolt ", "Cord", None, None],
-        "color": ["red", "blue", None, "", None],
-        "model": ["M1", None, None, "C 2", None],
-    })
+    catalog = pl.DataFrame(
+        {
+            "title": ["Red Acme Mug", "  ", None, "Cup", None],
+            "brand": ["Acme", "Bolt ", "Cord", None, None],
+            "color": ["red", "blue", None, "", None],
+            "model": ["M1", None, None, "C 2", None],
+        }
+    )
     texts = product_texts(catalog, ["title", "brand", "color", "model"])
     assert texts.to_list() == ["Red Acme Mug | M1", "Bolt | blue", "Cord", "Cup | C 2", ""]
     assert product_texts(catalog, ["model"]).to_list() == ["M1", "", "", "C 2", ""]
@@ -103,7 +115,13 @@ def test_product_texts_skip_empty_fields_and_values_the_title_holds():
 
 def test_encoder_uses_the_model_prompts_and_returns_unit_float32_rows(tiny_model):
     encoder = Encoder(EncoderConfig(name=tiny_model, max_seq_length=32, batch_size=3, threads=1))
-    texts = ["Wasserdichte Winterjacke", "まな板 38 x 25 cm", "Cup", "Wasserdichte Winterjacke", "T-Shirt by Quinzenano - Linen"]
+    texts = [
+        "Wasserdichte Winterjacke",
+        "まな板 38 x 25 cm",
+        "Cup",
+        "Wasserdichte Winterjacke",
+        "T-Shirt by Quinzenano - Linen",
+    ]
     queries, documents = encoder.encode(texts, "query"), encoder.encode(texts, "document")
     assert queries.dtype == np.float32 and queries.shape == (5, encoder.dimension)
     assert np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
@@ -131,9 +149,18 @@ def test_own_title_grounds_to_its_product_in_every_locale(index, catalog):
     """Exact text -> identical embedding -> rank 1. Several products can share a title (variants
     listed twice): then rank 1 must be one of them, at similarity 1 too."""
     products = catalog.select(pl.col("locale").cast(pl.String), "id", "title").filter(pl.col("title").is_not_null())
-    titles = titles_frame([(i, r["locale"], [(r["title"], -1.0)]) for i, r in enumerate(products.iter_rows(named=True))])
-    grounded = ground_titles(index, titles, sessions_frame({i: [] for i in range(products.height)}), config=GroundConfig(top_k=5), **QUIET)
-    first = grounded.group_by("session_id", maintain_order=True).first().sort("session_id").with_columns(pl.col("locale").cast(pl.String))
+    titles = titles_frame(
+        [(i, r["locale"], [(r["title"], -1.0)]) for i, r in enumerate(products.iter_rows(named=True))]
+    )
+    grounded = ground_titles(
+        index, titles, sessions_frame({i: [] for i in range(products.height)}), config=GroundConfig(top_k=5), **QUIET
+    )
+    first = (
+        grounded.group_by("session_id", maintain_order=True)
+        .first()
+        .sort("session_id")
+        .with_columns(pl.col("locale").cast(pl.String))
+    )
     assert first.height == products.height
     expected = products.with_row_index("session_id").with_columns(pl.col("session_id").cast(pl.Int64))
     compared = first.join(expected, on="session_id", suffix="_asked").join(
@@ -142,7 +169,9 @@ def test_own_title_grounds_to_its_product_in_every_locale(index, catalog):
     assert (compared["found_title"] == compared["title"]).all()
     assert (compared["similarity"] > 1 - 1e-4).all() and (compared["retrieval_rank"] == 1).all()
     unique_titles = products.filter(pl.len().over("locale", "title") == 1)
-    exact = compared.join(unique_titles.select("locale", "id"), left_on=["locale", "id_asked"], right_on=["locale", "id"])
+    exact = compared.join(
+        unique_titles.select("locale", "id"), left_on=["locale", "id_asked"], right_on=["locale", "id"]
+    )
     assert exact.height == unique_titles.height and (exact["id"] == exact["id_asked"]).all()
     per_locale = compared.group_by("locale").len()
     assert set(per_locale["locale"]) == {"UK", "DE", "JP", "ES", "FR", "IT"}
@@ -168,7 +197,9 @@ def test_session_items_are_never_grounded_and_lists_stay_full(index, catalog):
 def test_products_of_other_locales_are_never_returned(index, catalog):
     uk = catalog.filter(pl.col("locale") == "UK").head(20)
     titles = titles_frame([(i, locale, [(t, -1.0)]) for i, t in enumerate(uk["title"]) for locale in ["DE"]])
-    grounded = ground_titles(index, titles, sessions_frame({i: [] for i in range(uk.height)}), config=GroundConfig(top_k=30), **QUIET)
+    grounded = ground_titles(
+        index, titles, sessions_frame({i: [] for i in range(uk.height)}), config=GroundConfig(top_k=30), **QUIET
+    )
     assert grounded.height == 20 * 30 and (grounded["locale"].cast(pl.String) == "DE").all()
     listed = grounded.join(catalog.select("locale", "id"), on=["locale", "id"], how="anti")
     assert listed.height == 0
@@ -182,13 +213,17 @@ def test_popularity_lifts_popular_products_but_not_over_an_exact_match(index, ca
     plain = ground_titles(index, titles, sessions, config=GroundConfig(top_k=10), **QUIET)
     assert np.allclose(plain["ground_score"], plain["similarity"])  # gamma 0, one candidate: the cosine
     popular = plain["id"][6]
-    counts = pl.DataFrame({"locale": ["FR", "FR", "DE"], "id": [popular, plain["id"][2], popular], "count": [1000.0, 1.0, 5000.0]})
+    counts = pl.DataFrame(
+        {"locale": ["FR", "FR", "DE"], "id": [popular, plain["id"][2], popular], "count": [1000.0, 1.0, 5000.0]}
+    )
     lifted = ground_titles(index, titles, sessions, counts, GroundConfig(top_k=10, gamma=4.0), **QUIET)
     assert set(lifted["id"]) == set(plain["id"])  # re-weighting re-orders what was retrieved
     assert lifted["id"].to_list().index(popular) < 6
     assert lifted["id"][0] == plain["id"][0] and lifted["similarity"][0] > 1 - 1e-4
     row = lifted.filter(pl.col("id") == popular).row(0, named=True)
-    assert row["ground_score"] == pytest.approx(1 - (1 - row["similarity"]) / 2.0**4, abs=1e-5)  # P = 1 for the locale's top
+    assert row["ground_score"] == pytest.approx(
+        1 - (1 - row["similarity"]) / 2.0**4, abs=1e-5
+    )  # P = 1 for the locale's top
     with pytest.raises(ValueError, match="needs an item popularity table"):
         ground_titles(index, titles, sessions, None, GroundConfig(gamma=1.0), **QUIET)
 
@@ -199,22 +234,34 @@ def test_candidates_merge_per_product(index, catalog):
     titles' own searches. Empty and null titles give nothing."""
     # Two variants of one product (same brand and model): their searches share some neighbours.
     jp = catalog.filter(pl.col("locale") == "JP").drop_nulls(["brand", "model"]).unique("title", maintain_order=True)
-    first, second = jp.filter(pl.len().over("brand", "model") >= 2).sort("brand", "model", "title")["title"].head(2).to_list()
-    titles = titles_frame([
-        (1, "JP", [(first, -1.0), (second, -2.5), ("  ", -0.1)]),
-        (2, "JP", [("", -1.0), (None, -2.0)]),
-        (3, "JP", None),
-        (4, "JP", [(second, None)]),
-    ])
-    grounded = ground_titles(index, titles, sessions_frame({1: [], 2: [], 3: [], 4: []}), config=GroundConfig(top_k=40), **QUIET)
+    first, second = (
+        jp.filter(pl.len().over("brand", "model") >= 2).sort("brand", "model", "title")["title"].head(2).to_list()
+    )
+    titles = titles_frame(
+        [
+            (1, "JP", [(first, -1.0), (second, -2.5), ("  ", -0.1)]),
+            (2, "JP", [("", -1.0), (None, -2.0)]),
+            (3, "JP", None),
+            (4, "JP", [(second, None)]),
+        ]
+    )
+    grounded = ground_titles(
+        index, titles, sessions_frame({1: [], 2: [], 3: [], 4: []}), config=GroundConfig(top_k=40), **QUIET
+    )
     assert set(grounded["session_id"]) == {1, 4}
     searched = index.search_titles([first, second], "JP", k=40)
     weights = np.exp([-1.0, -2.5]) / np.exp([-1.0, -2.5]).sum()
     expected = (
-        searched.join(pl.DataFrame({"query": [0, 1], "weight": weights}, schema_overrides={"query": pl.UInt32}), on="query")
+        searched.join(
+            pl.DataFrame({"query": [0, 1], "weight": weights}, schema_overrides={"query": pl.UInt32}), on="query"
+        )
         .group_by("id")
-        .agg((pl.col("weight") * pl.col("similarity")).sum().alias("score"), pl.col("similarity").max().alias("best"),
-             pl.col("rank").min().alias("top"), pl.len().alias("count"))
+        .agg(
+            (pl.col("weight") * pl.col("similarity")).sum().alias("score"),
+            pl.col("similarity").max().alias("best"),
+            pl.col("rank").min().alias("top"),
+            pl.len().alias("count"),
+        )
     )
     merged = grounded.filter(pl.col("session_id") == 1).join(expected, on="id")
     assert merged.height == expected.height == grounded.filter(pl.col("session_id") == 1).height
@@ -242,7 +289,10 @@ def test_bad_titles_frames_are_one_line_errors(index):
         (titles_frame([(1, "XX", [("Mug", -1.0)])]), "locale 'XX' has no products"),
         (titles_frame([(2, "UK", [("Mug", -1.0)])]), "session_id 2 is not among the sessions"),
         (titles_frame([(1, "UK", [("Mug", -1.0)]), (1, "UK", [("Cup", -1.0)])]), "session_id 1 appears twice"),
-        (pl.DataFrame({"session_id": [1], "locale": ["UK"], "candidates": [["Mug"]]}), "list of {title, score} structs"),
+        (
+            pl.DataFrame({"session_id": [1], "locale": ["UK"], "candidates": [["Mug"]]}),
+            "list of {title, score} structs",
+        ),
     ):
         with pytest.raises(ValueError, match=message) as error:
             ground_titles(index, frame, sessions, **QUIET)
@@ -259,13 +309,17 @@ def test_search_titles_neighbors_and_similarity(index, catalog):
     assert found["rank"].to_list() == [1, 2, 3] and found["title"][0] == product["title"]
     assert (found["locale"].cast(pl.String) == "IT").all() and found["price"].dtype == pl.Float64
     assert index.search_titles(["", product["title"]], ["UK", "IT"], k=2)["query"].to_list() == [1, 1]
-    near = index.neighbors(pl.DataFrame({"locale": ["IT", "IT", "UK"], "id": [product["id"], "NOT-LISTED", product["id"]]}), k=4)
+    near = index.neighbors(
+        pl.DataFrame({"locale": ["IT", "IT", "UK"], "id": [product["id"], "NOT-LISTED", product["id"]]}), k=4
+    )
     assert near.height == 4 and product["id"] not in near["neighbor"].to_list()
     assert (near["locale"].cast(pl.String) == "IT").all()
     pairs = near.select("locale", pl.col("neighbor").alias("id"))
     similarity = index.similarity(near.select("locale", "id"), pairs)
     assert np.allclose(similarity, near["similarity"], atol=1e-5)
-    missing = index.similarity(pl.DataFrame({"locale": ["IT"], "id": ["NOT-LISTED"]}), pl.DataFrame({"locale": ["IT"], "id": [product["id"]]}))
+    missing = index.similarity(
+        pl.DataFrame({"locale": ["IT"], "id": ["NOT-LISTED"]}), pl.DataFrame({"locale": ["IT"], "id": [product["id"]]})
+    )
     assert math.isnan(missing[0])
 
 
@@ -291,7 +345,14 @@ def test_ivf_falls_back_to_flat_when_a_locale_is_too_small(catalog, tiny_model, 
     config = retrieve_config(tiny_model, tmp_path, "index.kind=IVF", "index.nlist=8", "index.nprobe=8")
     messages = []
     index = CatalogIndex.build(catalog, config, log=messages.append)
-    assert {locale: part.kind for locale, part in index.indexes.items()} == {"UK": "IVF", "DE": "IVF", "JP": "IVF", "ES": "Flat", "FR": "Flat", "IT": "Flat"}
+    assert {locale: part.kind for locale, part in index.indexes.items()} == {
+        "UK": "IVF",
+        "DE": "IVF",
+        "JP": "IVF",
+        "ES": "Flat",
+        "FR": "Flat",
+        "IT": "Flat",
+    }
     assert any("too few to train" in m for m in messages)
     for locale in index.locales:
         product = catalog.filter((pl.col("locale") == locale) & pl.col("title").is_not_null()).row(0, named=True)
@@ -323,11 +384,18 @@ def test_catalog_embeddings_are_cached_per_locale(catalog, tiny_model, tmp_path)
     assert encoder.encoded == 0
     assert {path.name: path.stat().st_mtime_ns for path in tmp_path.glob("*.npy")} == files
     for locale in first:
-        assert np.array_equal(first[locale].vectors, again[locale].vectors) and first[locale].ids.equals(again[locale].ids)
+        assert np.array_equal(first[locale].vectors, again[locale].vectors) and first[locale].ids.equals(
+            again[locale].ids
+        )
 
     changed = catalog.with_columns(
-        pl.when((pl.col("locale") == "ES") & (pl.int_range(pl.len()) == pl.int_range(pl.len()).filter(pl.col("locale") == "ES").first()))
-        .then(pl.lit("A brand new title")).otherwise(pl.col("title")).alias("title")
+        pl.when(
+            (pl.col("locale") == "ES")
+            & (pl.int_range(pl.len()) == pl.int_range(pl.len()).filter(pl.col("locale") == "ES").first())
+        )
+        .then(pl.lit("A brand new title"))
+        .otherwise(pl.col("title"))
+        .alias("title")
     )
     embed_catalog(changed, encoder, ["title"], folder=tmp_path, **QUIET)
     assert encoder.encoded == changed.filter((pl.col("locale") == "ES") & pl.col("title").is_not_null()).height
@@ -347,7 +415,12 @@ def test_retrieve_config_from_yaml(tmp_path):
     path = tmp_path / "retrieve.yaml"
     path.write_text("encoder:\n  name: some/model\n  max_seq_length: 48\nindex:\n  kind: HNSW\n  ef_search: 64\n")
     config = load_config(RetrieveConfig, path, ["text_fields=[title,brand]"])
-    assert (config.encoder.name, config.encoder.max_seq_length, config.index.kind, config.index.ef_search) == ("some/model", 48, "HNSW", 64)
+    assert (config.encoder.name, config.encoder.max_seq_length, config.index.kind, config.index.ef_search) == (
+        "some/model",
+        48,
+        "HNSW",
+        64,
+    )
     assert config.text_fields == ["title", "brand"]
     with pytest.raises(ConfigError, match="index.kind"):
         load_config(RetrieveConfig, None, ["index.kind=Annoy"])
@@ -368,13 +441,22 @@ def test_e5_grounds_across_languages(tmp_path):
     if not (cache_dir() / "multilingual-e5-small" / "config.json").exists():
         pytest.skip("multilingual-e5-small is not prepared (llmrec models prepare)")
     english, german = LANGUAGES.index("en"), LANGUAGES.index("de")
-    catalog = pl.DataFrame({
-        "id": [f"P{i:09d}" for i in range(len(PRODUCT_TITLES))] * 2,
-        "locale": ["UK"] * len(PRODUCT_TITLES) + ["DE"] * len(PRODUCT_TITLES),
-        "title": [p[english] for p in PRODUCT_TITLES] + [p[german] for p in PRODUCT_TITLES],
-    })
-    index = CatalogIndex.build(catalog, load_config(RetrieveConfig, None, [f"cache_dir={tmp_path}", "index.kind=Flat"]), **QUIET)
-    rows = [(i, product[language], locale) for i, product in enumerate(PRODUCT_TITLES) for language in range(len(LANGUAGES)) for locale in ("UK", "DE")]
+    catalog = pl.DataFrame(
+        {
+            "id": [f"P{i:09d}" for i in range(len(PRODUCT_TITLES))] * 2,
+            "locale": ["UK"] * len(PRODUCT_TITLES) + ["DE"] * len(PRODUCT_TITLES),
+            "title": [p[english] for p in PRODUCT_TITLES] + [p[german] for p in PRODUCT_TITLES],
+        }
+    )
+    index = CatalogIndex.build(
+        catalog, load_config(RetrieveConfig, None, [f"cache_dir={tmp_path}", "index.kind=Flat"]), **QUIET
+    )
+    rows = [
+        (i, product[language], locale)
+        for i, product in enumerate(PRODUCT_TITLES)
+        for language in range(len(LANGUAGES))
+        for locale in ("UK", "DE")
+    ]
     found = index.search_titles([r[1] for r in rows], [r[2] for r in rows], k=1)
     expected = [f"P{r[0]:09d}" for r in rows]
     assert found["id"].to_list() == expected

@@ -33,7 +33,9 @@ def test_tiny_writes_every_release_file_in_its_format(tiny_data):
     products = (tiny_data / "products_train.csv").read_text(encoding="utf-8")
     assert products.startswith("id,locale,title,price,brand,color,size,model,material,author,desc\n")
     assert f",{PRICE_PLACEHOLDER}," in products
-    assert (tiny_data / "task3" / "gt_task3_phase1.csv").read_text(encoding="utf-8").startswith("next_item_title,locale\n")
+    assert (
+        (tiny_data / "task3" / "gt_task3_phase1.csv").read_text(encoding="utf-8").startswith("next_item_title,locale\n")
+    )
     AmazonM2(tiny_data).validate()
 
 
@@ -108,7 +110,9 @@ def test_small_sessions_are_calibrated_to_the_real_ones(small_data):
     data = AmazonM2(small_data)
     stats = {row["locale"]: row for row in dataset_stats(data).to_dicts()}
     for locale in LOCALES:  # ES/FR/IT have about a thousand sessions each at small, whose lengths are long-tailed
-        assert abs(stats[locale]["avg_len"] - REAL_MEAN_LENGTH[locale]) < (0.2 if locale in TASK_LOCALES[2] else 0.1), locale
+        assert abs(stats[locale]["avg_len"] - REAL_MEAN_LENGTH[locale]) < (0.2 if locale in TASK_LOCALES[2] else 0.1), (
+            locale
+        )
     overall = stats["all"]
     assert abs(overall["repeat"] / REAL_REPEAT - 1) < 0.1 and abs(overall["imm_repeat"] / REAL_IMMEDIATE - 1) < 0.1
     assert overall["next_in_sess"] == 0.0
@@ -116,7 +120,9 @@ def test_small_sessions_are_calibrated_to_the_real_ones(small_data):
     lengths = train["prev_items"].list.len()
     assert np.allclose([(lengths == n).mean() for n in (2, 3, 4, 5)], HEAD, atol=0.015)
     # ES/FR/IT shoppers repeat more in shorter sessions than UK/DE/JP ones, as in the release.
-    small_locales = session_stats(train.filter(pl.col("locale").is_in(TASK_LOCALES[2])).with_columns(pl.lit("x").alias("locale")))
+    small_locales = session_stats(
+        train.filter(pl.col("locale").is_in(TASK_LOCALES[2])).with_columns(pl.lit("x").alias("locale"))
+    )
     assert abs(small_locales["repeat"][0] / ESFRIT_REPEAT - 1) < 0.12
     assert abs(small_locales["imm_repeat"][0] / ESFRIT_IMMEDIATE - 1) < 0.1
     assert small_locales["repeat"][0] > overall["repeat"]
@@ -146,7 +152,9 @@ def test_carousels_are_a_fixed_set_of_other_families_best_first():
         assert all(np.unique(row).size == CAROUSEL for row in competitors)
     # In a large catalog, competitors share the family's type and complements have a complement type.
     share_type = family_type[competitors] == family_type[:, None]
-    is_complement = (family_type[complement_carousel][:, :, None] == np.stack([complements[t] for t in family_type])[:, None, :]).any(axis=2)
+    is_complement = (
+        family_type[complement_carousel][:, :, None] == np.stack([complements[t] for t in family_type])[:, None, :]
+    ).any(axis=2)
     assert share_type.mean() > 0.9 and is_complement.mean() > 0.9
 
 
@@ -156,10 +164,17 @@ def es_transitions_familiarity(products: int, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     catalog = build_catalog(rng, {locale: products if locale == "ES" else 300 for locale in LOCALES})
     market = LocaleMarket.build(rng, catalog, "ES")
-    per_product = 35_000 / sum(REAL_TRAIN_SESSIONS[locale] for locale in TASK_LOCALES[2]) * REAL_TRAIN_SESSIONS["ES"] / REAL_PRODUCTS["ES"]
+    per_product = (
+        35_000
+        / sum(REAL_TRAIN_SESSIONS[locale] for locale in TASK_LOCALES[2])
+        * REAL_TRAIN_SESSIONS["ES"]
+        / REAL_PRODUCTS["ES"]
+    )
     n_train = round(products * per_product)
     offsets, items, next_items = simulate(rng, market, n_train + 3000, REAL_MEAN_LENGTH["ES"], HABITS["ES"])
-    sessions = pl.DataFrame({"prev_items": _lists(market.ids[items], offsets), "next_item": market.ids[next_items], "locale": "ES"})
+    sessions = pl.DataFrame(
+        {"prev_items": _lists(market.ids[items], offsets), "next_item": market.ids[next_items], "locale": "ES"}
+    )
     train, test = sessions.head(n_train), sessions.tail(3000)
     return familiar_transitions(train, test, test["next_item"])
 
@@ -168,6 +183,9 @@ def test_transitions_do_not_spread_out_as_the_catalog_grows():
     """As many sessions per product over a ten times larger catalog: the next step is as familiar
     (before, compare and complement moves spread over every family of a type and it halved), and at
     the real ES catalog size as familiar as in the release."""
-    small, real_size = es_transitions_familiarity(REAL_PRODUCTS["ES"] // 10), es_transitions_familiarity(REAL_PRODUCTS["ES"])
+    small, real_size = (
+        es_transitions_familiarity(REAL_PRODUCTS["ES"] // 10),
+        es_transitions_familiarity(REAL_PRODUCTS["ES"]),
+    )
     assert real_size > small - 0.04
     assert abs(real_size / ESFRIT_FAMILIAR - 1) < 0.1

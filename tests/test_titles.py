@@ -38,12 +38,14 @@ def test_with_known_references_the_choice_is_the_corpus_bleu_optimum():
     rng = np.random.default_rng(1)
     for _ in range(8):
         references = [rng.choice(WORDS, rng.integers(5, 9)) for _ in range(5)]
+
         # Per session: a short exact prefix (precise, but too short for the brevity penalty),
         # the reference with two words changed (long, less precise) and an unrelated title.
         def changed(words):
             words = words.copy()
             words[rng.choice(len(words), 2, replace=False)] = "zzz"
             return " ".join(words)
+
         candidates = [[" ".join(r[:3]), changed(r), " ".join(rng.choice(WORDS, 6))] for r in references]
         references = [" ".join(r) for r in references]
         chosen = mbr_titles(candidates, [[(r, 1.0)] for r in references])
@@ -53,8 +55,12 @@ def test_with_known_references_the_choice_is_the_corpus_bleu_optimum():
 
 def test_weights_decide_between_references():
     candidates = [["Acme phone case red", "Brio phone cover blue"]]
-    assert mbr_titles(candidates, [[("Acme phone case red", 1.0), ("Brio phone cover blue", 3.0)]]) == ["Brio phone cover blue"]
-    assert mbr_titles(candidates, [[("Acme phone case red", 3.0), ("Brio phone cover blue", 1.0)]]) == ["Acme phone case red"]
+    assert mbr_titles(candidates, [[("Acme phone case red", 1.0), ("Brio phone cover blue", 3.0)]]) == [
+        "Brio phone cover blue"
+    ]
+    assert mbr_titles(candidates, [[("Acme phone case red", 3.0), ("Brio phone cover blue", 1.0)]]) == [
+        "Acme phone case red"
+    ]
     with pytest.raises(ValueError, match="session 0 has no weighted reference"):
         mbr_titles(candidates, [[]])
 
@@ -75,28 +81,65 @@ def test_titles_come_from_ranked_products_and_an_oracle_llm_lifts_bleu(task3):
     assert alone["locale"].to_list() == task3.sessions["locale"].cast(pl.String).to_list()
     assert all(title in options for title, options in zip(alone["next_item_title"], choices) if options)
     oracle = task3.sessions.select("session_id").with_columns(
-        pl.Series("candidates", [[{"title": t, "score": 0.0}] for t in task3.targets], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64})))
+        pl.Series(
+            "candidates",
+            [[{"title": t, "score": 0.0}] for t in task3.targets],
+            dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64})),
+        )
     )
     guided = choose_titles(task3, choices, oracle, config)
     targets = task3.targets.to_list()
     last = run_baseline("last-title", task3, BaselineConfig())["next_item_title"].to_list()
-    assert corpus_bleu(guided["next_item_title"].to_list(), targets) > corpus_bleu(alone["next_item_title"].to_list(), targets)
+    assert corpus_bleu(guided["next_item_title"].to_list(), targets) > corpus_bleu(
+        alone["next_item_title"].to_list(), targets
+    )
     assert corpus_bleu(alone["next_item_title"].to_list(), targets) > corpus_bleu(last, targets)
 
 
 def test_cli_recommend_task3_writes_a_scored_submission(tiny_data, task3, tmp_path, capsys):
     titles = task3.sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String)).with_columns(
-        pl.Series("candidates", [[{"title": t, "score": -1.0}] for t in task3.targets], dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64})))
+        pl.Series(
+            "candidates",
+            [[{"title": t, "score": -1.0}] for t in task3.targets],
+            dtype=pl.List(pl.Struct({"title": pl.String, "score": pl.Float64})),
+        )
     )
     titles.write_parquet(tmp_path / "titles.parquet")
     out = tmp_path / "task3.parquet"
-    main(["recommend", "--task", "3", "--data", str(tiny_data), "--titles", str(tmp_path / "titles.parquet"), "--out", str(out), "title_choice.llm_weight=2"])
+    main(
+        [
+            "recommend",
+            "--task",
+            "3",
+            "--data",
+            str(tiny_data),
+            "--titles",
+            str(tmp_path / "titles.parquet"),
+            "--out",
+            str(out),
+            "title_choice.llm_weight=2",
+        ]
+    )
     submission = pl.read_parquet(out)
     assert submission.columns == ["locale", "next_item_title"] and submission.height == task3.sessions.height
     report = json.loads((tmp_path / "task3.report.json").read_text())
-    assert report["metrics"]["overall"]["bleu"] == pytest.approx(corpus_bleu(submission["next_item_title"].to_list(), task3.targets.to_list()))
+    assert report["metrics"]["overall"]["bleu"] == pytest.approx(
+        corpus_bleu(submission["next_item_title"].to_list(), task3.targets.to_list())
+    )
     assert "llm_weight: 2.0" in (tmp_path / "task3.config.yaml").read_text()
     titles.head(3).write_parquet(tmp_path / "few.parquet")
     with pytest.raises(SystemExit):
-        main(["recommend", "--task", "3", "--data", str(tiny_data), "--titles", str(tmp_path / "few.parquet"), "--out", str(tmp_path / "x.parquet")])
+        main(
+            [
+                "recommend",
+                "--task",
+                "3",
+                "--data",
+                str(tiny_data),
+                "--titles",
+                str(tmp_path / "few.parquet"),
+                "--out",
+                str(tmp_path / "x.parquet"),
+            ]
+        )
     assert "titles for 3 of the split's" in capsys.readouterr().err

@@ -1,10 +1,11 @@
-"""Baselines behind one interface: `fit(split, index)` then `score(query_items)`; the shared
-driver ranks every session in chunks and writes the competition's submission frame."""
+"""Baselines behind one interface: `fit(split, index)` then `score(query_items)`, or, for a
+sequence model that reads the ordered sessions, `score_sessions(queries)`; the shared driver
+ranks every session in chunks and writes the competition's submission frame."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import polars as pl
 
@@ -12,6 +13,7 @@ from llmrec.baselines.common import finalize, item_popularity, numbered, query_i
 from llmrec.baselines.covisit import Covisitation, CovisitConfig
 from llmrec.baselines.last_title import last_titles
 from llmrec.baselines.popularity import Popularity, PopularityConfig
+from llmrec.baselines.sasrec import Sasrec, SasrecConfig
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.schema import TOP_K
@@ -19,7 +21,7 @@ from llmrec.data.split import SplitConfig, TaskSplit
 from llmrec.errors import ConfigError
 from llmrec.progress import track
 
-RANKING_BASELINES = ("popularity", "covisit", "sknn")
+RANKING_BASELINES = ("popularity", "covisit", "sknn", "sasrec")
 TITLE_BASELINES = ("last-title",)
 
 
@@ -30,6 +32,7 @@ class BaselineConfig:
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
     covisit: CovisitConfig = field(default_factory=CovisitConfig)
     sknn: SknnConfig = field(default_factory=SknnConfig)
+    sasrec: SasrecConfig = field(default_factory=SasrecConfig)
 
 
 @dataclass
@@ -53,17 +56,31 @@ class Recommender(Protocol):
     def score(self, query_items: pl.DataFrame) -> pl.DataFrame: ...
 
 
-def make_recommender(name: str, config: BaselineConfig) -> Recommender:
+@runtime_checkable
+class SessionRecommender(Protocol):
+    """A recommender that needs each session's items in order, repeats included."""
+
+    name: str
+
+    def fit(self, split: TaskSplit, index: ItemIndex) -> None: ...
+
+    # (query, locale, prev_items) -> (query, item, score)
+    def score_sessions(self, queries: pl.DataFrame) -> pl.DataFrame: ...
+
+
+def make_recommender(name: str, config: BaselineConfig) -> Recommender | SessionRecommender:
     if name == "popularity":
         return Popularity()
     if name == "covisit":
         return Covisitation(config.covisit)
     if name == "sknn":
         return SessionKnn(config.sknn)
+    if name == "sasrec":
+        return Sasrec(config.sasrec)
     raise ConfigError(f"unknown baseline {name!r}; ranking baselines: {', '.join(RANKING_BASELINES)}")
 
 
-def recommend(recommender: Recommender, split: TaskSplit, config: BaselineConfig) -> pl.DataFrame:
+def recommend(recommender: Recommender | SessionRecommender, split: TaskSplit, config: BaselineConfig) -> pl.DataFrame:
     """The submission frame (`locale`, `next_item_prediction`) in session order."""
     index = ItemIndex.from_split(split)
     recommender.fit(split, index)
@@ -73,8 +90,11 @@ def recommend(recommender: Recommender, split: TaskSplit, config: BaselineConfig
     parts = []
     for start in track(chunks, f"{recommender.name}: ranking sessions", total=len(chunks)):
         chunk = queries.slice(start, config.chunk_size)
-        items = query_items(chunk, index, recommender.max_session_items, recommender.recency_decay)
-        scored = recommender.score(items)
+        if isinstance(recommender, SessionRecommender):
+            scored = recommender.score_sessions(chunk)
+        else:
+            items = query_items(chunk, index, recommender.max_session_items, recommender.recency_decay)
+            scored = recommender.score(items)
         parts.append(finalize(chunk, index, scored, popular, config.k))
     if not parts:
         return pl.DataFrame(schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)})
@@ -87,9 +107,13 @@ def run_baseline(name: str, split: TaskSplit, config: BaselineConfig) -> pl.Data
         raise ConfigError(f"unknown baseline {name!r}; choose from {', '.join(RANKING_BASELINES + TITLE_BASELINES)}")
     if split.task == 3:
         if name not in TITLE_BASELINES:
-            raise ConfigError(f"baseline {name!r} does not generate titles; task 3 baselines: {', '.join(TITLE_BASELINES)}")
+            raise ConfigError(
+                f"baseline {name!r} does not generate titles; task 3 baselines: {', '.join(TITLE_BASELINES)}"
+            )
         titles = last_titles(split.sessions, split.catalog)
         return pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
     if name not in RANKING_BASELINES:
-        raise ConfigError(f"baseline {name!r} does not rank items; task {split.task} baselines: {', '.join(RANKING_BASELINES)}")
+        raise ConfigError(
+            f"baseline {name!r} does not rank items; task {split.task} baselines: {', '.join(RANKING_BASELINES)}"
+        )
     return recommend(make_recommender(name, config), split, config)

@@ -46,21 +46,40 @@ def query_items(queries: pl.DataFrame, index: ItemIndex, max_items: int, recency
     return frame.select("query", "item", (recency_decay ** pl.col("age").cast(pl.Float64)).alias("weight"), "locale")
 
 
-def item_popularity(split: TaskSplit, index: ItemIndex, next_item_weight: float, prev_item_weight: float) -> pl.DataFrame:
+def item_popularity(
+    split: TaskSplit, index: ItemIndex, next_item_weight: float, prev_item_weight: float
+) -> pl.DataFrame:
     """(locale, item, score): next-item counts of the history plus down-weighted input counts;
     catalog items never seen score 0, so short lists can still be filled from the locale.
     Counts are summed as integers and weighted once, so the order of the sessions cannot move
     a score by a rounding error (and with it the order of tied items)."""
     labelled = index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id")
-    inputs = pl.concat(
-        [split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")]
-    ).select("locale", pl.col("prev_items").alias("id")).explode("id")
+    inputs = (
+        pl.concat([split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")])
+        .select("locale", pl.col("prev_items").alias("id"))
+        .explode("id")
+    )
     inputs = index.encode(inputs, "id")
-    counts = pl.concat([
-        labelled.select("locale", "item", pl.lit(1, pl.UInt32).alias("next"), pl.lit(0, pl.UInt32).alias("input")),
-        inputs.select("locale", "item", pl.lit(0, pl.UInt32).alias("next"), pl.lit(1, pl.UInt32).alias("input")),
-        index.items.select("locale", pl.col("code").alias("item"), pl.lit(0, pl.UInt32).alias("next"), pl.lit(0, pl.UInt32).alias("input")),
-    ]).group_by("locale", "item").agg(pl.col("next").sum(), pl.col("input").sum())
+    counts = (
+        pl.concat(
+            [
+                labelled.select(
+                    "locale", "item", pl.lit(1, pl.UInt32).alias("next"), pl.lit(0, pl.UInt32).alias("input")
+                ),
+                inputs.select(
+                    "locale", "item", pl.lit(0, pl.UInt32).alias("next"), pl.lit(1, pl.UInt32).alias("input")
+                ),
+                index.items.select(
+                    "locale",
+                    pl.col("code").alias("item"),
+                    pl.lit(0, pl.UInt32).alias("next"),
+                    pl.lit(0, pl.UInt32).alias("input"),
+                ),
+            ]
+        )
+        .group_by("locale", "item")
+        .agg(pl.col("next").sum(), pl.col("input").sum())
+    )
     score = pl.col("next").cast(pl.Float64) * next_item_weight + pl.col("input").cast(pl.Float64) * prev_item_weight
     return counts.select("locale", "item", score.alias("score")).sort("score", "item", descending=[True, False])
 
@@ -77,7 +96,9 @@ def finalize(
     popular items as a fill. Ties are broken by item code, so the lists are a pure function of
     the scores. Session items and ids of other locales never appear; exactly k distinct ids
     whenever the locale has that many items."""
-    session_items = index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+    session_items = index.encode(
+        queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id"
+    )
     scored = scored.select("query", "item", pl.col("score").cast(pl.Float64))
     ranked = _rank(queries, session_items, scored, popular, k, extra=20)
     counts = ranked.group_by("query").len()
@@ -100,8 +121,14 @@ def _rank(queries, session_items, scored, popular, k: int, extra: int) -> pl.Dat
     (tier 1, in popularity order), session items removed, at most k per query."""
     fill = popular.group_by("locale", maintain_order=True).head(k + extra)
     fill = fill.select("locale", "item", (-pl.int_range(pl.len()).over("locale")).cast(pl.Float64).alias("score"))
-    filler = queries.select("query", "locale").join(fill, on="locale").select("query", "item", pl.lit(1, pl.Int8).alias("tier"), "score")
-    candidates = scored.join(queries.select("query"), on="query", how="semi").select("query", "item", pl.lit(0, pl.Int8).alias("tier"), "score")
+    filler = (
+        queries.select("query", "locale")
+        .join(fill, on="locale")
+        .select("query", "item", pl.lit(1, pl.Int8).alias("tier"), "score")
+    )
+    candidates = scored.join(queries.select("query"), on="query", how="semi").select(
+        "query", "item", pl.lit(0, pl.Int8).alias("tier"), "score"
+    )
     return (
         pl.concat([candidates, filler])
         .join(session_items.select("query", "item"), on=["query", "item"], how="anti")

@@ -29,7 +29,10 @@ class Weighting:
 class CovisitConfig:
     name: str = "covisit"  # names the table's scores when several are used (llmrec.rank)
     weightings: list[Weighting] = field(
-        default_factory=lambda: [Weighting(window=1, forward=1.0, backward=0.6), Weighting(window=5, forward=1.0, backward=0.8, weight=0.3)]
+        default_factory=lambda: [
+            Weighting(window=1, forward=1.0, backward=0.6),
+            Weighting(window=5, forward=1.0, backward=0.8, weight=0.3),
+        ]
     )
     neighbors: int = 50  # kept per item
     normalize: bool = True  # divide each item's row by its total, so hubs do not dominate

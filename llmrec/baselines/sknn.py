@@ -32,7 +32,9 @@ class SessionKnn:
         memory = events(split.history, index, with_next=True).select("seq", "item").unique()
         self.lengths = memory.group_by("seq").agg(pl.len().alias("length"))
         # Later rows of the train file stand for more recent sessions: keep those per item.
-        self.postings = memory.sort("seq", descending=True).group_by("item", maintain_order=True).head(self.config.postings)
+        self.postings = (
+            memory.sort("seq", descending=True).group_by("item", maintain_order=True).head(self.config.postings)
+        )
         self.memory = memory
 
     def score(self, query_items: pl.DataFrame) -> pl.DataFrame:

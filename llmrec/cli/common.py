@@ -11,7 +11,9 @@ from rich.console import Console
 from llmrec.cli.tables import metrics_table
 from llmrec.runs import finish_run
 
-out = Console(width=None if sys.stdout.isatty() else 180, record=True)  # wide tables when piped; recorded for the run log
+out = Console(
+    width=None if sys.stdout.isatty() else 180, record=True
+)  # wide tables when piped; recorded for the run log
 OVERRIDES_HELP = "key=value overrides of the config, e.g. split.limit=1000"
 
 

@@ -47,22 +47,32 @@ def synth(
     from llmrec.data.synth import SynthConfig, generate
     from llmrec.progress import console
 
-    generate(out_dir, SynthConfig(scale=scale, seed=seed), progress=lambda step: console.print(f"[dim]synth[/dim] {step}"))
+    generate(
+        out_dir, SynthConfig(scale=scale, seed=seed), progress=lambda step: console.print(f"[dim]synth[/dim] {step}")
+    )
     out.print(f"wrote {out_dir}")
 
 
-import_app = typer.Typer(no_args_is_help=True, help="Import interaction data of other formats as an llmrec data folder (leave-one-out).")
+import_app = typer.Typer(
+    no_args_is_help=True, help="Import interaction data of other formats as an llmrec data folder (leave-one-out)."
+)
 app.add_typer(import_app, name="import")
 
 
 @import_app.command("lcrec")
 def import_lcrec(
     inter: Path = typer.Option(..., "--inter", help="LC-Rec / TIGER interactions: {user: [item, ...]} (oldest first)."),
-    items: Path = typer.Option(..., "--items", help="LC-Rec / TIGER items: {item: {title, description, brand, categories}}."),
+    items: Path = typer.Option(
+        ..., "--items", help="LC-Rec / TIGER items: {item: {title, description, brand, categories}}."
+    ),
     out_dir: Path = typer.Option(..., "--out", help="Data folder to write."),
     window: int = typer.Option(20, "--window", help="Previous items kept per session (the latest)."),
-    prefixes: int = typer.Option(0, "--prefixes", help="Training sessions per user, from the end of its training part (0: all)."),
-    skip_short_users: bool = typer.Option(False, "--skip-short-users", help="Leave out users with fewer than 4 items (default: an error)."),
+    prefixes: int = typer.Option(
+        0, "--prefixes", help="Training sessions per user, from the end of its training part (0: all)."
+    ),
+    skip_short_users: bool = typer.Option(
+        False, "--skip-short-users", help="Leave out users with fewer than 4 items (default: an error)."
+    ),
 ) -> None:
     """Convert an LC-Rec / TIGER dataset (JSON) into an llmrec data folder: one English locale (UK),
     leave-one-out (last item: test, second-last: validation), windows of each user's training part.
@@ -82,8 +92,12 @@ def import_csv(
     items: Path = typer.Option(..., "--items", help="CSV with item, title[, description, brand, categories]."),
     out_dir: Path = typer.Option(..., "--out", help="Data folder to write."),
     window: int = typer.Option(20, "--window", help="Previous items kept per session (the latest)."),
-    prefixes: int = typer.Option(0, "--prefixes", help="Training sessions per user, from the end of its training part (0: all)."),
-    skip_short_users: bool = typer.Option(False, "--skip-short-users", help="Leave out users with fewer than 4 items (default: an error)."),
+    prefixes: int = typer.Option(
+        0, "--prefixes", help="Training sessions per user, from the end of its training part (0: all)."
+    ),
+    skip_short_users: bool = typer.Option(
+        False, "--skip-short-users", help="Leave out users with fewer than 4 items (default: an error)."
+    ),
 ) -> None:
     """Convert your own interaction log and item table into an llmrec data folder (leave-one-out per user).
 
@@ -92,5 +106,7 @@ def import_csv(
     from llmrec.data.importers import ImportConfig
     from llmrec.data.importers import import_csv as convert
 
-    convert(interactions, items, out_dir, ImportConfig(window=window, prefixes=prefixes, skip_short_users=skip_short_users))
+    convert(
+        interactions, items, out_dir, ImportConfig(window=window, prefixes=prefixes, skip_short_users=skip_short_users)
+    )
     out.print(f"wrote {out_dir}")

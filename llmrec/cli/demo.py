@@ -30,7 +30,9 @@ def demo(
     from llmrec.report import write_report
     from llmrec.runs import summary_table
 
-    run = load_config(DemoConfig, config, [*(overrides or []), f"scale={scale}", f"out={out_dir or Path('runs') / f'demo-{scale}'}"])
+    run = load_config(
+        DemoConfig, config, [*(overrides or []), f"scale={scale}", f"out={out_dir or Path('runs') / f'demo-{scale}'}"]
+    )
     with libraries_log(Path(run.out) / "libraries.log"):
         result = run_demo(run, out)
         for task, headline in ((1, "MRR@100"), (2, "MRR@100"), (3, "BLEU-4")):

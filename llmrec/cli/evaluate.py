@@ -16,10 +16,16 @@ def evaluate(
     task: int = typer.Option(..., "--task", min=1, max=3),
     pred: Path = typer.Option(..., "--pred", help="Submission parquet."),
     gt: Optional[Path] = typer.Option(None, "--gt", help="Labels: gt_task{N}_phase{P}.csv or parquet."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Labels of a split of this folder (instead of --gt), and the catalogue ids are checked against."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="Labels of a split of this folder (instead of --gt), and the catalogue ids are checked against.",
+    ),
     split: str = typer.Option("valid", "--split"),
     phase: int = typer.Option(1, "--phase", min=1, max=2),
-    config: Optional[Path] = typer.Option(None, "--config", help="A config with the split settings (default: the one saved beside --pred)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="A config with the split settings (default: the one saved beside --pred)."
+    ),
     tokenize: str = typer.Option("13a", "--tokenize", help="sacrebleu tokenizer for task 3."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:

@@ -14,7 +14,9 @@ def finetune(
     task: int = typer.Option(3, "--task", min=3, max=3, help="Only task 3 (title generation) trains an LLM."),
     config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50 train.quantization=nf4"),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value overrides, e.g. train.max_steps=50 train.quantization=nf4"
+    ),
 ) -> None:
     """LoRA/QLoRA finetuning of the config's model to write the next product's title.
 
@@ -27,14 +29,19 @@ def finetune(
     run = load_config(Task3Config, config, overrides or [])
     with libraries_log(Path(run.train.out) / "libraries.log"):
         metrics = finetune_recipe(run, resume=resume, log=log)
-    out.print(f"adapter: {Path(run.train.out) / 'adapter'}  " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    out.print(
+        f"adapter: {Path(run.train.out) / 'adapter'}  "
+        + " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float))
+    )
 
 
 def export(
     adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter folder."),
     out_dir: Path = typer.Option(..., "--out", help="Folder for the merged model."),
     merge: bool = typer.Option(True, "--merge/--no-merge", help="Fold the LoRA weights into the base model."),
-    model: Optional[str] = typer.Option(None, "--model", help="Base model (default: the one the adapter was trained on)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Base model (default: the one the adapter was trained on)."
+    ),
 ) -> None:
     """Write a standalone model: the base model with the adapter merged in.
 

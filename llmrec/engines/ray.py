@@ -11,6 +11,8 @@ on a cluster that is a filesystem every node sees. Ray is an optional extra
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -18,15 +20,20 @@ from llmrec.errors import ConfigError
 
 
 def _run_shard(argv: list[str]) -> str:
-    """Inside a Ray worker: the command for one shard, as the `llmrec` entry point runs it."""
-    from llmrec.cli.main import main
-
-    main(argv)
+    """Inside a Ray worker: the command for one shard, in its own process as a Slurm array task
+    would run it (a failure raises, and Ray retries the task)."""
+    subprocess.run([sys.executable, "-m", "llmrec", *argv], check=True)
     return argv[argv.index("--shard") + 1]
 
 
-def run_shards(argv: list[str], shards: int, out: Path, gpus_per_shard: float = 0.0, retries: int = 2,
-               log: Callable[[str], None] = print):
+def run_shards(
+    argv: list[str],
+    shards: int,
+    out: Path,
+    gpus_per_shard: float = 0.0,
+    retries: int = 2,
+    log: Callable[[str], None] = print,
+):
     """Runs `llmrec <argv> --shard I/N` for I in 0..N-1 as Ray tasks, then merges them into `out`."""
     try:
         import ray
@@ -38,15 +45,23 @@ def run_shards(argv: list[str], shards: int, out: Path, gpus_per_shard: float = 
         raise ConfigError(f"--shards must be at least 1, got {shards}")
     started_here = not ray.is_initialized()
     if started_here:
-        source = str(Path(__file__).resolve().parents[2])  # workers import this llmrec, also from a checkout that is not installed
+        # Workers import this llmrec, also from a checkout that is not installed.
+        source = str(Path(__file__).resolve().parents[2])
         path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(address=os.environ.get("RAY_ADDRESS"), runtime_env={"env_vars": {"PYTHONPATH": path}}, log_to_driver=False,
-                 include_dashboard=False)
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS"),
+            runtime_env={"env_vars": {"PYTHONPATH": path}},
+            log_to_driver=False,
+            include_dashboard=False,
+        )
     try:
-        task = ray.remote(num_cpus=1, num_gpus=gpus_per_shard, max_retries=retries)(_run_shard)  # Ray runs it on one thread per CPU
+        # Ray runs it on one thread per CPU.
+        task = ray.remote(num_cpus=1, num_gpus=gpus_per_shard, max_retries=retries)(_run_shard)
         pending = [task.remote([*argv, "--shard", f"{index}/{shards}"]) for index in range(shards)]
-        log(f"ray: {shards} shards submitted ({ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
-            f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs in the cluster)")
+        log(
+            f"ray: {shards} shards submitted ({ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+            f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs in the cluster)"
+        )
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             log(f"ray: shard {ray.get(done[0])} done, {len(pending)} to go")

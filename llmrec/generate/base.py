@@ -31,24 +31,40 @@ class GenerateConfig:
     seed: int = 0
     dtype: str = "auto"  # auto: bfloat16 on CUDA GPUs that support it, else float32
     vllm_kv_cache_gb: float = 1.0  # KV cache of the vLLM CPU engine
-    vllm_eager: bool = False  # skip vLLM's torch.compile (faster start, maybe slower steps; always eager on CPU with LoRA)
+    vllm_eager: bool = (
+        False  # skip vLLM's torch.compile (faster start, maybe slower steps; always eager on CPU with LoRA)
+    )
     max_lora_rank: int = 16  # vLLM: largest adapter rank it can serve
-    vllm_lora: Literal["auto", "merge", "request"] = "auto"  # adapter as a LoRARequest or merged into the model; auto: merge on CPU
+    vllm_lora: Literal["auto", "merge", "request"] = (
+        "auto"  # adapter as a LoRARequest or merged into the model; auto: merge on CPU
+    )
     tensor_parallel_size: int = 1  # vLLM: GPUs one model is split across (a multi-GPU node)
     data_parallel_size: int = 1  # vLLM: model replicas, each on its own GPUs, sharing the prompts
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"generate.dtype: '{self.dtype}' is not one of {', '.join(DTYPES)}")
-        for name in ("num_candidates", "num_beams", "max_new_tokens", "batch_size", "chunk_size", "tensor_parallel_size", "data_parallel_size"):
+        for name in (
+            "num_candidates",
+            "num_beams",
+            "max_new_tokens",
+            "batch_size",
+            "chunk_size",
+            "tensor_parallel_size",
+            "data_parallel_size",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generate.{name} must be at least 1")
         if self.decoding == "greedy" and self.num_candidates != 1:
-            raise ConfigError("generate.decoding=greedy gives one candidate: set num_candidates=1, or decoding=beam or sample")
+            raise ConfigError(
+                "generate.decoding=greedy gives one candidate: set num_candidates=1, or decoding=beam or sample"
+            )
         if self.decoding == "sample" and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise ConfigError("generate.decoding=sample needs temperature > 0 and 0 < top_p <= 1")
         if self.decoding == "beam" and self.num_candidates > self.num_beams:
-            raise ConfigError(f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})")
+            raise ConfigError(
+                f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})"
+            )
 
 
 Candidate = tuple[str, float]  # (title, total log-probability of its tokens; beam: the same, length_penalty 0)

@@ -34,7 +34,9 @@ class HFGenerator:
             try:
                 network = PeftModel.from_pretrained(network, adapter).merge_and_unload()
             except (RuntimeError, ValueError, KeyError) as error:
-                lines = [line.strip() for line in str(error).splitlines()]  # torch's state-dict errors: the first mismatch
+                lines = [
+                    line.strip() for line in str(error).splitlines()
+                ]  # torch's state-dict errors: the first mismatch
                 detail = next((line for line in lines if line.startswith("size mismatch")), first_line(error))
                 raise ConfigError(f"adapter {adapter} does not match base model {model}: {detail[:200]}") from None
         self._bind(network.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tokenizer, config)
@@ -78,8 +80,13 @@ class HFGenerator:
         for row, sequence in enumerate(ids):  # left padding: every prompt ends where generation starts
             input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
             attention[row, width - len(sequence) :] = 1
-        settings = dict(max_new_tokens=config.max_new_tokens, eos_token_id=self.stops, pad_token_id=self.pad_id, num_return_sequences=n,
-                        return_dict_in_generate=True)
+        settings = dict(
+            max_new_tokens=config.max_new_tokens,
+            eos_token_id=self.stops,
+            pad_token_id=self.pad_id,
+            num_return_sequences=n,
+            return_dict_in_generate=True,
+        )
         recorder = None  # beam search reports its own scores
         if config.decoding == "beam":
             # length_penalty 0: the score is the total log-probability. transformers returns it only with
@@ -87,10 +94,20 @@ class HFGenerator:
             settings |= dict(do_sample=False, num_beams=config.num_beams, length_penalty=0.0, output_scores=True)
         else:
             recorder = TokenLogprobs()
-            warpers = [TemperatureLogitsWarper(config.temperature), TopPLogitsWarper(config.top_p)] if config.decoding == "sample" else []
-            settings |= dict(do_sample=config.decoding == "sample", num_beams=1, logits_processor=LogitsProcessorList([recorder, *warpers]))
+            warpers = (
+                [TemperatureLogitsWarper(config.temperature), TopPLogitsWarper(config.top_p)]
+                if config.decoding == "sample"
+                else []
+            )
+            settings |= dict(
+                do_sample=config.decoding == "sample",
+                num_beams=1,
+                logits_processor=LogitsProcessorList([recorder, *warpers]),
+            )
             settings |= dict(top_k=0) if warpers else {}  # no top-k (generate's default is 50; vLLM has none)
-        output = self.model.generate(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **settings)
+        output = self.model.generate(
+            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device), **settings
+        )
         generated = output.sequences[:, width:]
         kept = [title_tokens(tokens, self.stop_set) for tokens in generated.tolist()]
         if recorder is None:

@@ -49,7 +49,9 @@ def expected_statistics(
         reference_length[i] = sum(w * sum(grams[t][0].values()) for t, w in weights.items()) / total
         for text in hypotheses:
             mine = grams[text]
-            matches = [sum(w * sum((mine[n] & grams[t][n]).values()) for t, w in weights.items()) / total for n in range(ORDER)]
+            matches = [
+                sum(w * sum((mine[n] & grams[t][n]).values()) for t, w in weights.items()) / total for n in range(ORDER)
+            ]
             rows.append(matches + [sum(mine[n].values()) for n in range(ORDER)])
             sessions.append(i)
     return np.asarray(sessions, dtype=np.int64), np.asarray(rows, dtype=float).reshape(-1, 2 * ORDER), reference_length

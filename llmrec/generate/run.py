@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from llmrec.prompts import PromptConfig
 
 CANDIDATES = pl.List(pl.Struct({"title": pl.String, "score": pl.Float64}))
-RESOURCE_SETTINGS = ("batch_size", "vllm_kv_cache_gb", "vllm_eager", "vllm_lora", "tensor_parallel_size", "data_parallel_size")  # change speed or memory, not the titles
+RESOURCE_SETTINGS = (
+    "batch_size",
+    "vllm_kv_cache_gb",
+    "vllm_eager",
+    "vllm_lora",
+    "tensor_parallel_size",
+    "data_parallel_size",
+)  # change speed or memory, not the titles
 
 
 def chunk_folder(out: Path) -> Path:
@@ -33,7 +40,11 @@ def chunk_folder(out: Path) -> Path:
 
 
 def generate_titles(
-    generator: Generator, prompts: datasets.Dataset, out: str | Path, config: GenerateConfig, log: Callable[[str], None] = print
+    generator: Generator,
+    prompts: datasets.Dataset,
+    out: str | Path,
+    config: GenerateConfig,
+    log: Callable[[str], None] = print,
 ) -> tuple[pl.DataFrame, dict]:
     """Writes `out` (`session_id`, `locale`, `next_item_title` = the best candidate, `candidates`
     = [{title, score}] best first; input order) and returns it with the throughput of this run.
@@ -64,17 +75,24 @@ def generate_titles(
     seconds = time.perf_counter() - started
     tokens = generator.generated_tokens - tokens_before
     throughput = {
-        "prompts": generated, "generated_tokens": tokens, "seconds": round(seconds, 2),
+        "prompts": generated,
+        "generated_tokens": tokens,
+        "seconds": round(seconds, 2),
         "prompts_per_s": round(generated / seconds, 2) if generated else None,
         "tokens_per_s": round(tokens / seconds, 1) if generated else None,
     }
     if generated:
-        log(f"generated {generated:,} prompts in {seconds:.1f} s: {throughput['prompts_per_s']} prompts/s, {throughput['tokens_per_s']} tokens/s")
+        log(
+            f"generated {generated:,} prompts in {seconds:.1f} s: {throughput['prompts_per_s']} "
+            f"prompts/s, {throughput['tokens_per_s']} tokens/s"
+        )
     empty = pl.DataFrame(schema={"session_id": pl.Int64, "locale": pl.String, "candidates": CANDIDATES})
     chunks = pl.concat([pl.read_parquet(path) for path in paths]) if paths else empty
     titles = chunks.select(
-        pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String),
-        pl.col("candidates").list.first().struct.field("title").alias("next_item_title"), "candidates",
+        pl.col("session_id").cast(pl.Int64),
+        pl.col("locale").cast(pl.String),
+        pl.col("candidates").list.first().struct.field("title").alias("next_item_title"),
+        "candidates",
     )
     io.write_parquet(titles, out)
     shutil.rmtree(folder, ignore_errors=True)
@@ -82,8 +100,15 @@ def generate_titles(
 
 
 def titles_for_tasks(
-    dataset: AmazonM2, outputs: dict[int, Path], split: SplitConfig, prompt: PromptConfig, model: str, adapter: str | None,
-    config: GenerateConfig, log: Callable[[str], None] = print, shard: Shard | None = None,
+    dataset: AmazonM2,
+    outputs: dict[int, Path],
+    split: SplitConfig,
+    prompt: PromptConfig,
+    model: str,
+    adapter: str | None,
+    config: GenerateConfig,
+    log: Callable[[str], None] = print,
+    shard: Shard | None = None,
 ) -> dict[int, tuple[pl.DataFrame, dict]]:
     """Titles for the sessions of each task of `outputs` (task -> output file) from one engine,
     loaded once; each written and resumable like `generate_titles`. Returns task -> (titles,
@@ -105,7 +130,13 @@ def titles_for_tasks(
             start, end = shard.rows(len(prompts), config.chunk_size)
             part = shard.path(out)
             results[task] = generate_titles(generator, prompts.select(range(start, end)), part, config, log=log)
-            seal_shard(part, shard, len(prompts), config.chunk_size, run_digest(config, prompts.to_polars(), generator.fingerprint))
+            seal_shard(
+                part,
+                shard,
+                len(prompts),
+                config.chunk_size,
+                run_digest(config, prompts.to_polars(), generator.fingerprint),
+            )
     finally:
         if hasattr(generator, "close"):
             generator.close()
@@ -121,7 +152,11 @@ def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:
     """What decides the titles: chunks on disk are reused only for the same weights (`model`:
     their digest), the same sessions and prompts, and the same decoding."""
     settings = {k: v for k, v in to_dict(config).items() if k not in RESOURCE_SETTINGS}
-    sessions = rows.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prompt").write_ipc(None).getvalue()
+    sessions = (
+        rows.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prompt")
+        .write_ipc(None)
+        .getvalue()
+    )
     settings["sessions_sha256"] = hashlib.sha256(sessions).hexdigest()
     settings["model_sha256"] = model
     return settings

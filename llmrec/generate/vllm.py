@@ -49,7 +49,9 @@ def lora_mode(config: GenerateConfig, on_cpu: bool) -> str:
 
 def parallel(config: GenerateConfig) -> dict:
     """vLLM's own tensor and data parallelism, passed through when asked for (its defaults otherwise)."""
-    return {key: getattr(config, key) for key in ("tensor_parallel_size", "data_parallel_size") if getattr(config, key) > 1}
+    return {
+        key: getattr(config, key) for key in ("tensor_parallel_size", "data_parallel_size") if getattr(config, key) > 1
+    }
 
 
 class VLLMGenerator:
@@ -65,7 +67,9 @@ class VLLMGenerator:
         if adapter is not None:
             rank = json.loads((Path(adapter) / "adapter_config.json").read_text())["r"]
             if rank > config.max_lora_rank:
-                raise ConfigError(f"adapter {adapter} has LoRA rank {rank}: set generate.max_lora_rank to at least {rank}")
+                raise ConfigError(
+                    f"adapter {adapter} has LoRA rank {rank}: set generate.max_lora_rank to at least {rank}"
+                )
         self.config = config
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         text_config = check_model(model).get_text_config()
@@ -84,8 +88,14 @@ class VLLMGenerator:
         if self.on_cpu:
             use_every_core()
         self.llm = LLM(
-            model=model, dtype=resolve_dtype(config.dtype), seed=config.seed, max_model_len=self.max_model_len,
-            enable_lora=adapter is not None, max_lora_rank=config.max_lora_rank, enforce_eager=config.vllm_eager, **memory,
+            model=model,
+            dtype=resolve_dtype(config.dtype),
+            seed=config.seed,
+            max_model_len=self.max_model_len,
+            enable_lora=adapter is not None,
+            max_lora_rank=config.max_lora_rank,
+            enforce_eager=config.vllm_eager,
+            **memory,
             **parallel(config),
         )
         self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter is not None else None
@@ -100,7 +110,10 @@ class VLLMGenerator:
         ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
         longest = max(map(len, ids), default=0)
         if longest + self.config.max_new_tokens > self.max_model_len:
-            raise ConfigError(f"a prompt has {longest} tokens: with max_new_tokens it exceeds the vLLM context of {self.max_model_len}")
+            raise ConfigError(
+                f"a prompt has {longest} tokens: with max_new_tokens it exceeds the vLLM context of "
+                f"{self.max_model_len}"
+            )
         if self.config.decoding == "beam":
             return self._beam_search(ids)
         return self._sample(ids)
@@ -111,11 +124,18 @@ class VLLMGenerator:
         config = self.config
         sample = config.decoding == "sample"
         params = SamplingParams(
-            n=config.num_candidates, temperature=config.temperature if sample else 0.0, top_p=config.top_p if sample else 1.0,
-            seed=config.seed if sample and not self.on_cpu else None, max_tokens=config.max_new_tokens, stop_token_ids=self.stops,
-            logprobs=0, detokenize=False,  # logprobs=0: the cumulative log-probability of the picked tokens
+            n=config.num_candidates,
+            temperature=config.temperature if sample else 0.0,
+            top_p=config.top_p if sample else 1.0,
+            seed=config.seed if sample and not self.on_cpu else None,
+            max_tokens=config.max_new_tokens,
+            stop_token_ids=self.stops,
+            logprobs=0,
+            detokenize=False,  # logprobs=0: the cumulative log-probability of the picked tokens
         )
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids], params, lora_request=self.lora, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in ids], params, lora_request=self.lora, use_tqdm=False
+        )
         results = []
         for output in outputs:
             candidates = []
@@ -152,7 +172,9 @@ class VLLMGenerator:
                 if not found:
                     continue
                 best = sorted(found, key=lambda o: -o[1])[: 2 * width]
-                done[i] = sorted(done[i] + [o for o in best[:width] if o[0][-1] in self.stop_set], key=lambda o: -o[1])[:width]
+                done[i] = sorted(done[i] + [o for o in best[:width] if o[0][-1] in self.stop_set], key=lambda o: -o[1])[
+                    :width
+                ]
                 live[i] = [o for o in best if o[0][-1] not in self.stop_set][:width]
                 if len(done[i]) == width and (not live[i] or live[i][0][1] <= done[i][-1][1]):
                     live[i] = []  # log-probabilities only fall: no live beam can beat the finished ones

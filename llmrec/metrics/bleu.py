@@ -18,9 +18,7 @@ def corpus_bleu(
 ) -> float:
     """Corpus BLEU-4 (uniform weights) on a 0-1 scale; a None hypothesis counts as ""."""
     if len(hypotheses) != len(references):
-        raise ValueError(
-            f"hypotheses and references differ in length: {len(hypotheses)} != {len(references)}"
-        )
+        raise ValueError(f"hypotheses and references differ in length: {len(hypotheses)} != {len(references)}")
     if len(references) == 0:
         raise ValueError("corpus_bleu needs at least one hypothesis/reference pair")
     if tokenize not in BLEU.TOKENIZERS:
@@ -42,8 +40,7 @@ def bleu_metrics(
     """Corpus BLEU over all sessions and over each locale's sessions (sorted by locale)."""
     if not len(hypotheses) == len(references) == len(locales):
         raise ValueError(
-            "hypotheses, references and locales differ in length: "
-            f"{len(hypotheses)}, {len(references)}, {len(locales)}"
+            f"hypotheses, references and locales differ in length: {len(hypotheses)}, {len(references)}, {len(locales)}"
         )
     frame = pl.DataFrame(
         {"hyp": hypotheses, "ref": references, "locale": locales},
@@ -57,7 +54,6 @@ def bleu_metrics(
     return {
         "overall": score(frame),
         "per_locale": {
-            locale: score(part)
-            for (locale,), part in frame.sort("locale").group_by("locale", maintain_order=True)
+            locale: score(part) for (locale,), part in frame.sort("locale").group_by("locale", maintain_order=True)
         },
     }

@@ -28,9 +28,7 @@ def target_ranks(predictions: pl.Series, targets: pl.Series, k: int = 100) -> np
     return ranks
 
 
-def ranking_metrics(
-    predictions: pl.Series, targets: pl.Series, locales: pl.Series, k: int = 100
-) -> dict:
+def ranking_metrics(predictions: pl.Series, targets: pl.Series, locales: pl.Series, k: int = 100) -> dict:
     """MRR@k, Recall@k and NDCG@k, then HR@K and NDCG@K for the paper cutoffs K <= k (5, 10),
     overall (mean over all sessions) and per locale.
 
@@ -51,9 +49,7 @@ def ranking_metrics(
         named.setdefault(f"hr@{cutoff}", within(cutoff).mean())
         named.setdefault(f"ndcg@{cutoff}", pl.when(within(cutoff)).then(1.0 / (rank + 1).log(2)).otherwise(0.0).mean())
     metrics = [expression.alias(name) for name, expression in named.items()] + [pl.len().alias("sessions")]
-    frame = pl.DataFrame(
-        {"locale": locales, "rank": target_ranks(predictions, targets, k)}
-    )
+    frame = pl.DataFrame({"locale": locales, "rank": target_ranks(predictions, targets, k)})
     per_locale = frame.group_by("locale").agg(metrics).sort("locale")
     return {
         "overall": frame.select(metrics).row(0, named=True),

@@ -53,10 +53,16 @@ def check_adapter(model: str, adapter: str) -> None:
     folder = Path(adapter)
     weights = folder / "adapter_model.safetensors"
     if not (folder / "adapter_config.json").exists() or not weights.exists():
-        raise ConfigError(f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)")
+        raise ConfigError(
+            f"adapter {adapter}: not a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)"
+        )
     with torch.device("meta"):
         base = AutoModelForCausalLM.from_config(check_model(model))
-    shapes = {name: tuple(m.weight.shape) for name, m in base.named_modules() if isinstance(getattr(m, "weight", None), torch.Tensor)}
+    shapes = {
+        name: tuple(m.weight.shape)
+        for name, m in base.named_modules()
+        if isinstance(getattr(m, "weight", None), torch.Tensor)
+    }
     with safe_open(weights, "pt") as tensors:
         for key in tensors.keys():
             if ".lora_A." not in key and ".lora_B." not in key:
@@ -65,10 +71,17 @@ def check_adapter(model: str, adapter: str) -> None:
             shape = tuple(tensors.get_slice(key).get_shape())
             target = shapes.get(module)
             if target is None:
-                raise ConfigError(f"adapter {adapter} does not match base model {model}: the model has no module {module}")
-            if len(target) != 2 or (kind.startswith("A") and shape[1] != target[1]) or (kind.startswith("B") and shape[0] != target[0]):
                 raise ConfigError(
-                    f"adapter {adapter} does not match base model {model}: {module}.lora_{kind} has shape {shape}, the module's weight {target}"
+                    f"adapter {adapter} does not match base model {model}: the model has no module {module}"
+                )
+            if (
+                len(target) != 2
+                or (kind.startswith("A") and shape[1] != target[1])
+                or (kind.startswith("B") and shape[0] != target[0])
+            ):
+                raise ConfigError(
+                    f"adapter {adapter} does not match base model {model}: {module}.lora_{kind} has "
+                    f"shape {shape}, the module's weight {target}"
                 )
 
 
@@ -83,7 +96,9 @@ def export_merged(adapter: Path, out: Path, model: str | None = None) -> Path:
     merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
     staging = out.with_name(f".{out.name}.tmp")
     merged.save_pretrained(staging)
-    AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base).save_pretrained(staging)
+    AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base).save_pretrained(
+        staging
+    )
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)

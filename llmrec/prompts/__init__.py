@@ -14,7 +14,11 @@ __all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset",
 
 
 def prompt_dataset(
-    sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, targets: pl.Series | None = None, tokenizer=None
+    sessions: pl.DataFrame,
+    catalog: pl.DataFrame,
+    config: PromptConfig,
+    targets: pl.Series | None = None,
+    tokenizer=None,
 ) -> datasets.Dataset:
     """`session_id`, `locale`, `prompt` and, with targets, `completion` (" " + the next title):
     what the model reads and what it should write, one row per session in session order."""
@@ -22,15 +26,23 @@ def prompt_dataset(
     frame = frame.with_columns(render_prompts(sessions, catalog, config, tokenizer).alias("prompt"))
     if targets is not None:
         frame = frame.with_columns((pl.lit(" ") + targets.fill_null("")).alias("completion"))
-    return datasets.Dataset.from_polars(frame) if hasattr(datasets.Dataset, "from_polars") else datasets.Dataset.from_dict(frame.to_dict(as_series=False))
+    return (
+        datasets.Dataset.from_polars(frame)
+        if hasattr(datasets.Dataset, "from_polars")
+        else datasets.Dataset.from_dict(frame.to_dict(as_series=False))
+    )
 
 
-def split_prompts(data: AmazonM2, task: int, split: SplitConfig, config: PromptConfig, tokenizer=None) -> datasets.Dataset:
+def split_prompts(
+    data: AmazonM2, task: int, split: SplitConfig, config: PromptConfig, tokenizer=None
+) -> datasets.Dataset:
     """Prompts of the sessions a task predicts in a split, in output order, with the target
     title as completion for labelled task 3 splits. Tasks 1 and 2 get prompts too: their
     generated titles are grounded to products."""
     task_split = load_task_split(data, task, split)
-    return prompt_dataset(task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer)
+    return prompt_dataset(
+        task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer
+    )
 
 
 def session_prompt(data: AmazonM2, split: SplitConfig, config: PromptConfig, index: int, tokenizer) -> tuple[dict, int]:

@@ -28,7 +28,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 class PromptConfig:
     template: str = "task3"  # a template file, or the name of a shipped one (llmrec/prompts/templates/<name>.yaml)
     history: int = 4  # K: the last K session items are shown
-    attributes: list[str] = field(default_factory=list)  # any of brand, color, size, price (titles already name brand and colour)
+    attributes: list[str] = field(
+        default_factory=list
+    )  # any of brand, color, size, price (titles already name brand and colour)
     max_prompt_tokens: int = 160  # the oldest items are dropped beyond this
     max_title_chars: int = 160  # very long titles are cut
     collapse_repeats: bool = True  # A A B is shown as A B
@@ -69,13 +71,24 @@ def load_templates(path: str | Path) -> dict[str, Template]:
         if missing:
             raise ConfigError(f"{path}: template '{language}' lacks '{missing[0]}'")
         item = entry["item"]
-        if item.count("{title}") != 1 or item.count("{attributes}") != 1 or item.index("{title}") > item.index("{attributes}"):
-            raise ConfigError(f"{path}: template '{language}' item must contain {{title}} then {{attributes}} once each")
+        if (
+            item.count("{title}") != 1
+            or item.count("{attributes}") != 1
+            or item.index("{title}") > item.index("{attributes}")
+        ):
+            raise ConfigError(
+                f"{path}: template '{language}' item must contain {{title}} then {{attributes}} once each"
+            )
         prefix, rest = item.split("{title}")
         middle, suffix = rest.split("{attributes}")
         templates[language] = Template(
-            header=entry["header"], item_prefix=prefix, item_middle=middle, item_suffix=suffix, footer=entry["footer"],
-            attribute_names=dict(entry["attributes"]), unknown=entry["unknown"],
+            header=entry["header"],
+            item_prefix=prefix,
+            item_middle=middle,
+            item_suffix=suffix,
+            footer=entry["footer"],
+            attribute_names=dict(entry["attributes"]),
+            unknown=entry["unknown"],
         )
     return templates
 
@@ -84,35 +97,64 @@ def _template_table(templates: dict[str, Template]) -> pl.DataFrame:
     rows = []
     for locale, language in LANGUAGE.items():
         t = templates[language]
-        row = {"locale": locale, "header": t.header, "footer": t.footer, "item_prefix": t.item_prefix,
-               "item_middle": t.item_middle, "item_suffix": t.item_suffix, "unknown": t.unknown, "currency": CURRENCY[locale]}
+        row = {
+            "locale": locale,
+            "header": t.header,
+            "footer": t.footer,
+            "item_prefix": t.item_prefix,
+            "item_middle": t.item_middle,
+            "item_suffix": t.item_suffix,
+            "unknown": t.unknown,
+            "currency": CURRENCY[locale],
+        }
         row |= {f"name_{a}": t.attribute_names.get(a, a) for a in ATTRIBUTES}
         rows.append(row)
     return pl.DataFrame(rows)
 
 
-def session_lines(sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, templates: dict[str, Template]) -> pl.DataFrame:
+def session_lines(
+    sessions: pl.DataFrame, catalog: pl.DataFrame, config: PromptConfig, templates: dict[str, Template]
+) -> pl.DataFrame:
     """One row per shown item: (row, pos, locale, line), the last K items of every session."""
     unknown_attributes = [a for a in config.attributes if a not in ATTRIBUTES]
     if unknown_attributes:
-        raise ConfigError(f"prompt.attributes: unknown attribute '{unknown_attributes[0]}' (known: {', '.join(ATTRIBUTES)})")
-    items = sessions.select(pl.int_range(pl.len()).alias("row"), pl.col("locale").cast(pl.String), pl.col("prev_items").alias("id"))
+        raise ConfigError(
+            f"prompt.attributes: unknown attribute '{unknown_attributes[0]}' (known: {', '.join(ATTRIBUTES)})"
+        )
+    items = sessions.select(
+        pl.int_range(pl.len()).alias("row"), pl.col("locale").cast(pl.String), pl.col("prev_items").alias("id")
+    )
     items = items.explode("id").with_columns(pl.int_range(pl.len()).over("row").alias("pos"))
     if config.collapse_repeats:
         items = items.filter((pl.col("id") != pl.col("id").shift(1).over("row")).fill_null(True))
     items = items.filter(pl.int_range(pl.len()).reverse().over("row") < config.history)
-    products = catalog.select("id", pl.col("locale").cast(pl.String), "title", *[a for a in ATTRIBUTES if a != "price"], "price")
-    items = items.join(products, on=["id", "locale"], how="left").join(_template_table(templates), on="locale", how="left")
+    products = catalog.select(
+        "id", pl.col("locale").cast(pl.String), "title", *[a for a in ATTRIBUTES if a != "price"], "price"
+    )
+    items = items.join(products, on=["id", "locale"], how="left").join(
+        _template_table(templates), on="locale", how="left"
+    )
     shown = []
     for attribute in config.attributes:
         value = pl.col(attribute)
         if attribute == "price":
-            value = pl.when(pl.col("locale") == "JP").then(value.round(0).cast(pl.Int64).cast(pl.String)).otherwise(value.round(2).cast(pl.String))
+            value = (
+                pl.when(pl.col("locale") == "JP")
+                .then(value.round(0).cast(pl.Int64).cast(pl.String))
+                .otherwise(value.round(2).cast(pl.String))
+            )
             value = pl.concat_str([value, pl.lit(" "), pl.col("currency")])
         shown.append(pl.concat_str([pl.col(f"name_{attribute}"), pl.lit(": "), value]))
     attributes = pl.concat_list(shown).list.drop_nulls().list.join(", ") if shown else pl.lit("")
-    attributes = pl.when(attributes.str.len_chars() > 0).then(pl.concat_str([pl.lit(" ("), attributes, pl.lit(")")])).otherwise(pl.lit(""))
-    title = pl.coalesce(pl.col("title").str.slice(0, config.max_title_chars), pl.concat_str([pl.col("unknown"), pl.lit(" "), pl.col("id")]))
+    attributes = (
+        pl.when(attributes.str.len_chars() > 0)
+        .then(pl.concat_str([pl.lit(" ("), attributes, pl.lit(")")]))
+        .otherwise(pl.lit(""))
+    )
+    title = pl.coalesce(
+        pl.col("title").str.slice(0, config.max_title_chars),
+        pl.concat_str([pl.col("unknown"), pl.lit(" "), pl.col("id")]),
+    )
     line = pl.concat_str([pl.col("item_prefix"), title, pl.col("item_middle"), attributes, pl.col("item_suffix")])
     return items.select("row", "pos", "locale", line.alias("line"), "header", "footer")
 
@@ -123,16 +165,27 @@ def render_prompts(sessions: pl.DataFrame, catalog: pl.DataFrame, config: Prompt
     empty = sessions["prev_items"].list.len().fill_null(0) == 0
     if empty.any():
         row = int(empty.arg_true()[0])
-        raise DataFormatError("sessions", f"session {sessions['session_id'][row] if 'session_id' in sessions.columns else row} has no items to build a prompt from")
+        raise DataFormatError(
+            "sessions",
+            f"session {sessions['session_id'][row] if 'session_id' in sessions.columns else row} has "
+            "no items to build a prompt from",
+        )
     templates = load_templates(config.template)
     lines = session_lines(sessions, catalog, config, templates)
     if tokenizer is not None:
         lines = _fit_budget(lines, tokenizer, config.max_prompt_tokens)
-    joined = lines.sort("row", "pos").group_by("row", maintain_order=True).agg(
-        pl.col("line").str.join("\n"), pl.col("header").first(), pl.col("footer").first()
+    joined = (
+        lines.sort("row", "pos")
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("line").str.join("\n"), pl.col("header").first(), pl.col("footer").first())
     )
-    prompts = joined.select("row", pl.concat_str([pl.col("header"), pl.lit("\n"), pl.col("line"), pl.lit("\n"), pl.col("footer")]).alias("prompt"))
-    return pl.DataFrame({"row": pl.int_range(sessions.height, eager=True)}).join(prompts, on="row", how="left")["prompt"]
+    prompts = joined.select(
+        "row",
+        pl.concat_str([pl.col("header"), pl.lit("\n"), pl.col("line"), pl.lit("\n"), pl.col("footer")]).alias("prompt"),
+    )
+    return pl.DataFrame({"row": pl.int_range(sessions.height, eager=True)}).join(prompts, on="row", how="left")[
+        "prompt"
+    ]
 
 
 def _fit_budget(lines: pl.DataFrame, tokenizer, budget: int) -> pl.DataFrame:
@@ -143,7 +196,9 @@ def _fit_budget(lines: pl.DataFrame, tokenizer, budget: int) -> pl.DataFrame:
     fixed = lines.select("locale", "header", "footer").unique("locale")
     frame = fixed.select(pl.concat_str([pl.col("header"), pl.lit("\n"), pl.col("footer")])).to_series()
     fixed = fixed.with_columns(count(frame).alias("fixed_tokens"))
-    lines = lines.with_columns(count(lines["line"]).alias("tokens")).join(fixed.select("locale", "fixed_tokens"), on="locale")
+    lines = lines.with_columns(count(lines["line"]).alias("tokens")).join(
+        fixed.select("locale", "fixed_tokens"), on="locale"
+    )
     newest_first = pl.col("tokens").reverse().cum_sum().reverse().over("row", order_by="pos")
     keep = (newest_first + pl.col("fixed_tokens") <= budget) | (pl.col("pos") == pl.col("pos").max().over("row"))
     return lines.filter(keep)

@@ -8,8 +8,21 @@ from llmrec.rank.text import TextConfig, TextSignals, check_titles, read_titles
 from llmrec.rank.titles import TitleChoiceConfig, choose_titles, ranked_titles, recommend_titles
 
 __all__ = [
-    "CandidateConfig", "CandidateSources", "RankReport", "RankingData", "RecommendConfig", "RerankerConfig", "TextConfig",
+    "CandidateConfig",
+    "CandidateSources",
+    "RankReport",
+    "RankingData",
+    "RecommendConfig",
+    "RerankerConfig",
+    "TextConfig",
     "check_title_settings",
-    "TextSignals", "TitleChoiceConfig", "check_titles", "choose_titles", "ranked_titles", "ranking_data", "read_titles",
-    "recommend", "recommend_titles",
+    "TextSignals",
+    "TitleChoiceConfig",
+    "check_titles",
+    "choose_titles",
+    "ranked_titles",
+    "ranking_data",
+    "read_titles",
+    "recommend",
+    "recommend_titles",
 ]

@@ -30,12 +30,17 @@ def _default_covisit() -> list[CovisitConfig]:
     return [
         CovisitConfig(name="covisit"),  # the baseline's table: near pairs, recent items weigh more
         CovisitConfig(  # raw forward transition counts from the last few items: "what comes next"
-            name="covisit_next", weightings=[Weighting(window=1, forward=1.0, backward=0.0)], normalize=False,
-            recency_decay=0.3, max_session_items=5,
+            name="covisit_next",
+            weightings=[Weighting(window=1, forward=1.0, backward=0.0)],
+            normalize=False,
+            recency_decay=0.3,
+            max_session_items=5,
         ),
         CovisitConfig(  # wide symmetric window over the whole session: "what belongs together"
-            name="covisit_wide", weightings=[Weighting(window=10, forward=1.0, backward=1.0, distance_decay=0.5)],
-            recency_decay=0.85, max_session_items=30,
+            name="covisit_wide",
+            weightings=[Weighting(window=10, forward=1.0, backward=1.0, distance_decay=0.5)],
+            recency_decay=0.85,
+            max_session_items=30,
         ),
     ]
 
@@ -65,8 +70,15 @@ NeighborSearch = Callable[[pl.DataFrame, int], pl.DataFrame]
 class CandidateSources:
     """Every source fitted on one split; `generate` proposes candidates for a chunk of queries."""
 
-    def __init__(self, config: CandidateConfig, split: TaskSplit, index: ItemIndex, popularity: pl.DataFrame,
-                 neighbors: NeighborSearch | None = None, grounded: pl.DataFrame | None = None):
+    def __init__(
+        self,
+        config: CandidateConfig,
+        split: TaskSplit,
+        index: ItemIndex,
+        popularity: pl.DataFrame,
+        neighbors: NeighborSearch | None = None,
+        grounded: pl.DataFrame | None = None,
+    ):
         """`popularity`: (locale, item, score); `grounded`: (query, item, ground_score,
         similarity, retrieval_rank, hits) for the split's sessions, or None."""
         self.config, self.index = config, index
@@ -77,7 +89,9 @@ class CandidateSources:
         self.covisit = [Covisitation(c) for c in config.covisit]
         for source in self.covisit:
             source.table = covisitation(events, source.config)
-        self.global_table = _global_covisitation(events, index, config.covisit[0]) if config.global_covisit and config.covisit else None
+        self.global_table = (
+            _global_covisitation(events, index, config.covisit[0]) if config.global_covisit and config.covisit else None
+        )
         self.sknn = SessionKnn(config.sknn) if config.sknn_top else None
         if self.sknn is not None:
             self.sknn.fit(split, index)
@@ -116,9 +130,13 @@ class CandidateSources:
         if self.neighbors is not None:
             proposals.append(("content", self._content(queries), config.content_top))
         if self.grounded is not None:
-            grounded = self.grounded.join(queries.select("query"), on="query").select("query", "item", pl.col("ground_score").alias("score"))
+            grounded = self.grounded.join(queries.select("query"), on="query").select(
+                "query", "item", pl.col("ground_score").alias("score")
+            )
             proposals.append(("grounded", grounded, config.grounded_top))
-        session_items = self.index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+        session_items = self.index.encode(
+            queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id"
+        )
         parts = [_top(frame, name, top, session_items) for name, frame, top in proposals]
         wide = pl.concat(parts, how="diagonal").group_by("query", "item").agg(pl.all().max())
         return wide.with_columns(
@@ -146,7 +164,10 @@ def _top(frame: pl.DataFrame, name: str, top: int, session_items: pl.DataFrame) 
         .head(top)
     )
     return ranked.select(
-        "query", "item", pl.col("score").alias(f"s_{name}"), pl.int_range(pl.len(), dtype=pl.Int32).over("query").alias(f"r_{name}")
+        "query",
+        "item",
+        pl.col("score").alias(f"s_{name}"),
+        pl.int_range(pl.len(), dtype=pl.Int32).over("query").alias(f"r_{name}"),
     )
 
 
@@ -174,5 +195,7 @@ def _score_global(items: pl.DataFrame, table: GlobalTable, index: ItemIndex) -> 
         .group_by("query", "locale", pl.col("b").alias("gid"))
         .agg((pl.col("weight") * pl.col("w")).sum().cast(pl.Float32).alias("score"))
     )
-    local = index.items.join(table.codes, left_on="code", right_on="item").select("gid", "locale", pl.col("code").alias("item"))
+    local = index.items.join(table.codes, left_on="code", right_on="item").select(
+        "gid", "locale", pl.col("code").alias("item")
+    )
     return scored.join(local, on=["gid", "locale"]).select("query", "item", "score")

@@ -34,12 +34,28 @@ class FeatureContext:
     text_similarity: TextSimilarity | None
 
     @classmethod
-    def build(cls, split: TaskSplit, index: ItemIndex, relation: pl.DataFrame, grounded: pl.DataFrame | None = None,
-              text_similarity: TextSimilarity | None = None) -> FeatureContext:
+    def build(
+        cls,
+        split: TaskSplit,
+        index: ItemIndex,
+        relation: pl.DataFrame,
+        grounded: pl.DataFrame | None = None,
+        text_similarity: TextSimilarity | None = None,
+    ) -> FeatureContext:
         attributes = index.encode(split.catalog.select("locale", "id", *ATTRIBUTES, "price"), "id").drop_nulls("item")
-        next_counts = index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id").group_by("item").agg(pl.len().alias("pop_next"))
-        inputs = pl.concat([split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")])
-        input_counts = index.encode(inputs.explode("prev_items").rename({"prev_items": "id"}), "id").group_by("item").agg(pl.len().alias("pop_input"))
+        next_counts = (
+            index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id")
+            .group_by("item")
+            .agg(pl.len().alias("pop_next"))
+        )
+        inputs = pl.concat(
+            [split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")]
+        )
+        input_counts = (
+            index.encode(inputs.explode("prev_items").rename({"prev_items": "id"}), "id")
+            .group_by("item")
+            .agg(pl.len().alias("pop_input"))
+        )
         items = (
             index.items.select(pl.col("code").alias("item"), "locale", "id")
             .join(next_counts, on="item", how="left")
@@ -60,20 +76,30 @@ def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataF
     """Per query: length, distinct items, and the last item's code."""
     last = context.index.encode(queries.select("query", "locale", pl.col("prev_items").list.last().alias("id")), "id")
     return queries.select(
-        "query", pl.col("prev_items").list.len().alias("session_length"), pl.col("prev_items").list.n_unique().alias("session_distinct")
+        "query",
+        pl.col("prev_items").list.len().alias("session_length"),
+        pl.col("prev_items").list.n_unique().alias("session_distinct"),
     ).join(last.select("query", pl.col("item").alias("last_item")), on="query", how="left")
 
 
 def add_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
     """`candidates` (query, item, s_*, r_*) with every feature column added, same row order."""
     source_ranks = [c for c in candidates.columns if c.startswith("r_")]
-    frame = candidates.with_columns(pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources"))
+    frame = candidates.with_columns(
+        pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources")
+    )
     frame = frame.join(session_features(queries, context), on="query", how="left")
     frame = frame.join(context.items, on="item", how="left")
     frame = _relations(frame, queries, context)
     frame = _agreement(frame, queries, context)
     if context.grounded is not None:
-        grounded = context.grounded.select("query", "item", pl.col("similarity").alias("g_similarity"), pl.col("retrieval_rank").alias("g_rank"), pl.col("hits").alias("g_hits"))
+        grounded = context.grounded.select(
+            "query",
+            "item",
+            pl.col("similarity").alias("g_similarity"),
+            pl.col("retrieval_rank").alias("g_rank"),
+            pl.col("hits").alias("g_hits"),
+        )
         frame = frame.join(grounded, on=["query", "item"], how="left")
     if context.text_similarity is not None:
         last = frame["last_item"].fill_null(0).to_numpy()
@@ -98,8 +124,10 @@ def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureConte
     )
     frame = frame.join(linked, on=["query", "item"], how="left")
     return frame.with_columns(
-        pl.col("related_age").fill_null(99), pl.col("related_count").fill_null(0),
-        pl.col("covisit_last").fill_null(0.0), pl.col("covisit_second").fill_null(0.0),
+        pl.col("related_age").fill_null(99),
+        pl.col("related_count").fill_null(0),
+        pl.col("covisit_last").fill_null(0.0),
+        pl.col("covisit_second").fill_null(0.0),
     )
 
 
@@ -108,19 +136,28 @@ def _ages(queries: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
     frame = queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id")
     frame = frame.with_columns(pl.int_range(pl.len()).over("query").alias("pos"))
     frame = index.encode(frame, "id").group_by("query", "item").agg(pl.col("pos").max())
-    return frame.with_columns((pl.col("pos").rank("ordinal", descending=True).over("query") - 1).alias("age")).drop("pos")
+    return frame.with_columns((pl.col("pos").rank("ordinal", descending=True).over("query") - 1).alias("age")).drop(
+        "pos"
+    )
 
 
 def _agreement(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
     """Brand, colour, size and price of the candidate against the last item and the session."""
-    last = context.items.select(pl.col("item").alias("last_item"), *[pl.col(a).alias(f"last_{a}") for a in ATTRIBUTES], pl.col("price").alias("last_price"))
+    last = context.items.select(
+        pl.col("item").alias("last_item"),
+        *[pl.col(a).alias(f"last_{a}") for a in ATTRIBUTES],
+        pl.col("price").alias("last_price"),
+    )
     frame = frame.join(last, on="last_item", how="left")
     session = _ages(queries, context.index).join(context.items.select("item", "brand", "price"), on="item", how="left")
     brands = session.drop_nulls("brand").group_by("query", "brand").agg(pl.len().alias("brand_count"))
     sizes = session.group_by("query").agg(pl.len().alias("_n"), pl.col("price").mean().alias("session_price"))
     frame = frame.join(brands, on=["query", "brand"], how="left").join(sizes, on="query", how="left")
     same = [
-        pl.when(pl.col(a).is_null() | pl.col(f"last_{a}").is_null()).then(None).otherwise((pl.col(a) == pl.col(f"last_{a}")).cast(pl.Int8)).alias(f"same_{a}_last")
+        pl.when(pl.col(a).is_null() | pl.col(f"last_{a}").is_null())
+        .then(None)
+        .otherwise((pl.col(a) == pl.col(f"last_{a}")).cast(pl.Int8))
+        .alias(f"same_{a}_last")
         for a in ATTRIBUTES
     ]
     return frame.with_columns(

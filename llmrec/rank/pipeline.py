@@ -48,7 +48,9 @@ class RecommendConfig:
     reranker: RerankerConfig = field(default_factory=RerankerConfig)
     text: TextConfig = field(default_factory=TextConfig)
     popularity: PopularityConfig = field(default_factory=PopularityConfig)
-    title_choice: TitleChoiceConfig = field(default_factory=TitleChoiceConfig)  # task 3: titles of ranked products, by MBR
+    title_choice: TitleChoiceConfig = field(
+        default_factory=TitleChoiceConfig
+    )  # task 3: titles of ranked products, by MBR
     chunk_size: int = 10_000  # sessions per chunk: bounds memory, drives progress and resumption
     k: int = TOP_K
     keep_work: bool = False  # keep <out>.work/ (features per chunk) after success
@@ -69,12 +71,19 @@ class SplitState:
         candidates = self.sources.generate(chunk)
         frame = add_features(candidates, chunk, self.context)
         labels = chunk.select("query", pl.col("target").alias("item"), pl.lit(1, dtype=pl.Int8).alias("label"))
-        frame = frame.join(labels.drop_nulls("item"), on=["query", "item"], how="left").with_columns(pl.col("label").fill_null(0))
+        frame = frame.join(labels.drop_nulls("item"), on=["query", "item"], how="left").with_columns(
+            pl.col("label").fill_null(0)
+        )
         return frame
 
 
-def prepare_split(split: TaskSplit, config: RecommendConfig, titles: pl.DataFrame | None, text: TextSignals | None,
-                  log: Callable[[str], None]) -> SplitState:
+def prepare_split(
+    split: TaskSplit,
+    config: RecommendConfig,
+    titles: pl.DataFrame | None,
+    text: TextSignals | None,
+    log: Callable[[str], None],
+) -> SplitState:
     """Fit every candidate source and the feature context on `split`."""
     started = time.perf_counter()
     index = ItemIndex.from_split(split)
@@ -90,18 +99,27 @@ def prepare_split(split: TaskSplit, config: RecommendConfig, titles: pl.DataFram
         titles = titles.join(queries.select("session_id"), on="session_id", how="semi")
         grounded = text.ground(titles, split.sessions, popular_ids(popular, index))
         grounded = grounded.join(queries.select("query", "session_id"), on="session_id").drop("session_id")
-        grounded = index.encode(grounded.with_columns(pl.col("locale").cast(index.items["locale"].dtype)), "id").drop_nulls("item")
+        grounded = index.encode(
+            grounded.with_columns(pl.col("locale").cast(index.items["locale"].dtype)), "id"
+        ).drop_nulls("item")
     neighbors = text.neighbors if text is not None else None
     sources = CandidateSources(config.candidates, split, index, popular, neighbors, grounded)
     similarity = text.similarity_by_code(index) if text is not None else None
-    context = FeatureContext.build(split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), grounded, similarity)
-    log(f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources {', '.join(sources.names)} fitted in {time.perf_counter() - started:.1f} s")
+    context = FeatureContext.build(
+        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), grounded, similarity
+    )
+    log(
+        f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources "
+        f"{', '.join(sources.names)} fitted in {time.perf_counter() - started:.1f} s"
+    )
     return SplitState(split, index, queries, sources, context, popular)
 
 
 def popular_ids(popular: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
     """(locale, id, count) for grounding's popularity re-weighting."""
-    return popular.with_columns(index.decode(popular).alias("id")).select(pl.col("locale").cast(pl.String), "id", pl.col("score").alias("count"))
+    return popular.with_columns(index.decode(popular).alias("id")).select(
+        pl.col("locale").cast(pl.String), "id", pl.col("score").alias("count")
+    )
 
 
 def _empty_relation() -> pl.DataFrame:
@@ -135,7 +153,9 @@ def ranking_data(dataset: AmazonM2, config: RecommendConfig) -> RankingData:
     if config.reranker.kind == "lightgbm":
         if config.split.name == "valid" and config.split.limit and budget > config.split.limit:
             offset, limit = config.split.offset + config.split.limit, budget - config.split.limit
-            extra["rest"] = load_task_split(dataset, config.task, dataclasses.replace(config.split, offset=offset, limit=limit))
+            extra["rest"] = load_task_split(
+                dataset, config.task, dataclasses.replace(config.split, offset=offset, limit=limit)
+            )
         for task in config.reranker.transfer_from:
             if task not in (1, 2):
                 raise ConfigError(f"reranker.transfer_from: {task} is not a ranking task (1 or 2)")
@@ -166,7 +186,9 @@ class RankReport:
     def to_dict(self) -> dict:
         report = {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "extra_training"}
         if self.extra_training:
-            report["extra_training"] = {name: {"train_candidate_recall": recall} for name, recall in self.extra_training.items()}
+            report["extra_training"] = {
+                name: {"train_candidate_recall": recall} for name, recall in self.extra_training.items()
+            }
         return report
 
 
@@ -174,13 +196,20 @@ def check_settings(config: RecommendConfig, titles: pl.DataFrame | None, text: T
     """Settings that would be silently ignored are errors: titles that cannot be grounded (text
     off, or no grounded candidates kept), fusion weights of sources that do not exist."""
     if titles is not None and text is None:
-        raise ConfigError("--titles given but there are no text signals to ground them with (text.enabled=false, or a catalog "
-                          "without titles): drop --titles or enable text")
+        raise ConfigError(
+            "--titles given but there are no text signals to ground them with (text.enabled=false, or a catalog "
+            "without titles): drop --titles or enable text"
+        )
     if titles is not None and not config.candidates.grounded_top:
-        raise ConfigError("--titles given but candidates.grounded_top=0 keeps none of their products: drop --titles or set it")
+        raise ConfigError(
+            "--titles given but candidates.grounded_top=0 keeps none of their products: drop --titles or set it"
+        )
     unknown = [name for name in config.reranker.fusion_weights if name not in config.candidates.source_names]
     if unknown:
-        raise ConfigError(f"reranker.fusion_weights: '{unknown[0]}' is not a candidate source ({', '.join(config.candidates.source_names)})")
+        raise ConfigError(
+            f"reranker.fusion_weights: '{unknown[0]}' is not a candidate source "
+            f"({', '.join(config.candidates.source_names)})"
+        )
 
 
 def check_title_settings(config: RecommendConfig) -> None:
@@ -189,13 +218,21 @@ def check_title_settings(config: RecommendConfig) -> None:
     defaults = RecommendConfig()
     for name in ("candidates", "reranker", "text"):
         if getattr(config, name) != getattr(defaults, name):
-            raise ConfigError(f"recommend --task 3 does not use the {name} settings (it picks among co-visitation products' titles: "
-                              "see title_choice.*); remove them from the config and the command line")
+            raise ConfigError(
+                f"recommend --task 3 does not use the {name} settings (it picks among co-visitation products' titles: "
+                "see title_choice.*); remove them from the config and the command line"
+            )
 
 
-def recommend(config: RecommendConfig, data: RankingData, out: str | Path, titles: pl.DataFrame | None = None,
-              valid_titles: pl.DataFrame | None = None, text: TextSignals | None = None,
-              log: Callable[[str], None] = print) -> tuple[pl.DataFrame, RankReport]:
+def recommend(
+    config: RecommendConfig,
+    data: RankingData,
+    out: str | Path,
+    titles: pl.DataFrame | None = None,
+    valid_titles: pl.DataFrame | None = None,
+    text: TextSignals | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[pl.DataFrame, RankReport]:
     """Writes the submission `out` (locale, next_item_prediction; session order) and returns
     it with a report.
 
@@ -211,8 +248,10 @@ def recommend(config: RecommendConfig, data: RankingData, out: str | Path, title
         if valid_titles is not None:
             check_titles(valid_titles, data.learn, "--valid-titles", allow_extra=True)
         elif titles is not None and config.candidates.grounded_top:
-            raise ConfigError("--split test with --titles needs --valid-titles too: the reranker learns from the validation "
-                              "sessions' grounded titles")
+            raise ConfigError(
+                "--split test with --titles needs --valid-titles too: the reranker learns from the validation "
+                "sessions' grounded titles"
+            )
     work = out.with_name(out.name + ".work")
     io.claim_folder(work, _settings(config, titles, valid_titles) | {"data_sha256": data.digest})
     report = RankReport(task=config.task, split=config.split.name)
@@ -248,13 +287,22 @@ def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
     settings.pop("keep_work")
     settings.pop("chunk_size")  # chunks are keyed by their size below
     for name, frame in (("titles", titles), ("valid_titles", valid_titles)):
-        digest = None if frame is None else hashlib.sha256(frame.select("session_id", "candidates").write_ipc(None).getvalue()).hexdigest()
+        digest = (
+            None
+            if frame is None
+            else hashlib.sha256(frame.select("session_id", "candidates").write_ipc(None).getvalue()).hexdigest()
+        )
         settings[f"{name}_sha256"] = digest
     return settings
 
 
-def _chunks(state: SplitState, config: RecommendConfig, folder: Path, label: str,
-            compute: Callable[[pl.DataFrame], pl.DataFrame]) -> list[Path]:
+def _chunks(
+    state: SplitState,
+    config: RecommendConfig,
+    folder: Path,
+    label: str,
+    compute: Callable[[pl.DataFrame], pl.DataFrame],
+) -> list[Path]:
     """Each chunk's frame from `compute`, written once to `folder`; existing chunks are reused."""
     size = config.chunk_size
     paths = [folder / f"chunk-{size}-{chunk:05d}.parquet" for chunk in range((state.queries.height + size - 1) // size)]
@@ -277,8 +325,13 @@ def _training_rows(state: SplitState, config: RecommendConfig, folder: Path) -> 
     return rows, recall.result()
 
 
-def _extra_training(extra: dict[str, TaskSplit], config: RecommendConfig, text: TextSignals | None, work: Path,
-                    log: Callable[[str], None]) -> tuple[pl.DataFrame, dict[str, dict]]:
+def _extra_training(
+    extra: dict[str, TaskSplit],
+    config: RecommendConfig,
+    text: TextSignals | None,
+    work: Path,
+    log: Callable[[str], None],
+) -> tuple[pl.DataFrame, dict[str, dict]]:
     """Training rows of the extra labelled splits, in fold -1 so every fold learns from them,
     with their candidate recall. Their queries are offset past the task's own. Sources they
     lack (grounded titles: generated only for the scored sessions) stay null, which LightGBM
@@ -300,15 +353,27 @@ def _with_extra(train: pl.DataFrame, extra: pl.DataFrame | None) -> pl.DataFrame
     return merged.select(train.columns).sort("query", "item")
 
 
-def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, extra: pl.DataFrame | None,
-                  log: Callable[[str], None]) -> tuple[pl.DataFrame, dict, list[dict]]:
+def _cross_fitted(
+    state: SplitState, config: RecommendConfig, folder: Path, extra: pl.DataFrame | None, log: Callable[[str], None]
+) -> tuple[pl.DataFrame, dict, list[dict]]:
     """Validation sessions ranked fold by fold, each by a model trained on the other folds:
     the lists, the candidate recall and each fold's training summary."""
     folds = config.reranker.folds
     if folds < 2:
-        raise ConfigError("reranker.folds must be at least 2 on the validation split (a model never ranks the sessions it learned from)")
-    folds_frame = state.queries.select("query", pl.Series("fold", fold_of(state.queries["session_id"].to_numpy(), folds, config.reranker.seed)))
-    paths = _chunks(state, config, folder, "candidates and features", lambda chunk: state.features(chunk).join(folds_frame, on="query"))
+        raise ConfigError(
+            "reranker.folds must be at least 2 on the validation split (a model never ranks the "
+            "sessions it learned from)"
+        )
+    folds_frame = state.queries.select(
+        "query", pl.Series("fold", fold_of(state.queries["session_id"].to_numpy(), folds, config.reranker.seed))
+    )
+    paths = _chunks(
+        state,
+        config,
+        folder,
+        "candidates and features",
+        lambda chunk: state.features(chunk).join(folds_frame, on="query"),
+    )
     recall = _Recall(state.sources.names)
     train = []
     for chunk, path in enumerate(paths):
@@ -328,11 +393,15 @@ def _cross_fitted(state: SplitState, config: RecommendConfig, folder: Path, extr
             rows = (frame["fold"] == fold).to_numpy()
             if rows.any():
                 scores[rows] = model.score(frame.filter(pl.Series(rows)))
-        lists.append(_top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config))
+        lists.append(
+            _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config)
+        )
     return pl.concat(lists), recall.result(), [model.report for model in models]
 
 
-def _ranked(state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path) -> tuple[pl.DataFrame, dict | None]:
+def _ranked(
+    state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path
+) -> tuple[pl.DataFrame, dict | None]:
     """Every chunk ranked by `model` (or fused without one), and the candidate recall when the
     sessions are labelled; ranked lists are the saved chunks."""
     recall = _Recall(state.sources.names)

@@ -21,7 +21,16 @@ KEYS = ("query", "item", "label", "fold")
 
 
 def _default_fusion() -> dict[str, float]:
-    return {"covisit": 1.0, "covisit_next": 0.6, "covisit_wide": 0.4, "global": 0.3, "sknn": 0.6, "popularity": 0.1, "content": 0.3, "grounded": 0.4}
+    return {
+        "covisit": 1.0,
+        "covisit_next": 0.6,
+        "covisit_wide": 0.4,
+        "global": 0.3,
+        "sknn": 0.6,
+        "popularity": 0.1,
+        "content": 0.3,
+        "grounded": 0.4,
+    }
 
 
 @dataclass
@@ -38,7 +47,9 @@ class RerankerConfig:
     num_leaves: int = 63
     min_child_samples: int = 50
     feature_fraction: float = 0.8
-    transfer_from: list[int] = field(default_factory=lambda: [1])  # also learn from these tasks' validation sessions: [1] teaches task 2 with UK/DE/JP (ignored for task 1 itself)
+    transfer_from: list[int] = field(
+        default_factory=lambda: [1]
+    )  # also learn from these tasks' validation sessions: [1] teaches task 2 with UK/DE/JP (ignored for task 1 itself)
     threads: int = 0  # 0: all cores
     deterministic: bool = False  # LightGBM's bit-reproducible training (same lists every run; slower, see README)
     seed: int = 0
@@ -69,7 +80,11 @@ def training_rows(frame: pl.DataFrame, config: RerankerConfig) -> pl.DataFrame:
     frame = frame.join(positive, on="query", how="semi")
     if config.negatives:
         best_rank = pl.min_horizontal([pl.col(c) for c in frame.columns if c.startswith("r_")])
-        priority = pl.when(best_rank < config.hard_rank).then(best_rank).otherwise(config.hard_rank + pl.int_range(pl.len()).shuffle(seed=config.seed).over("query"))
+        priority = (
+            pl.when(best_rank < config.hard_rank)
+            .then(best_rank)
+            .otherwise(config.hard_rank + pl.int_range(pl.len()).shuffle(seed=config.seed).over("query"))
+        )
         frame = frame.filter((pl.col("label") == 1) | (priority.rank("ordinal").over("query") <= config.negatives))
     return frame.sort("query", "item")
 
@@ -97,24 +112,40 @@ class LightGBMRanker:
         self.features = feature_columns(frame)
         train, stop = frame.filter(~is_held), frame.filter(is_held)
         params = {
-            "objective": "lambdarank", "metric": "map", "eval_at": [100], "learning_rate": config.learning_rate,
-            "num_leaves": config.num_leaves, "min_child_samples": config.min_child_samples,
-            "feature_fraction": config.feature_fraction, "bagging_seed": config.seed, "seed": config.seed,
-            "num_threads": config.threads, "verbose": -1, "lambdarank_truncation_level": 100,
+            "objective": "lambdarank",
+            "metric": "map",
+            "eval_at": [100],
+            "learning_rate": config.learning_rate,
+            "num_leaves": config.num_leaves,
+            "min_child_samples": config.min_child_samples,
+            "feature_fraction": config.feature_fraction,
+            "bagging_seed": config.seed,
+            "seed": config.seed,
+            "num_threads": config.threads,
+            "verbose": -1,
+            "lambdarank_truncation_level": 100,
         }
         if config.deterministic:  # LightGBM's own switch, with a fixed histogram layout as its docs ask
             params |= {"deterministic": True, "force_row_wise": True}
         data = self._dataset(train)
         valid = self._dataset(stop, reference=data)
         self.booster = lightgbm.train(
-            params, data, num_boost_round=config.num_trees, valid_sets=[valid], valid_names=["held_out"],
+            params,
+            data,
+            num_boost_round=config.num_trees,
+            valid_sets=[valid],
+            valid_names=["held_out"],
             callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
         importance = self.booster.feature_importance("gain")
         self.report = {
-            "train_sessions": int(train["query"].n_unique()), "early_stopping_sessions": int(stop["query"].n_unique()),
-            "trees": int(self.booster.best_iteration), "held_out_mrr@100": round(float(self.booster.best_score["held_out"]["map@100"]), 4),
-            "importance": {f: round(float(g), 1) for f, g in sorted(zip(self.features, importance), key=lambda p: -p[1])},
+            "train_sessions": int(train["query"].n_unique()),
+            "early_stopping_sessions": int(stop["query"].n_unique()),
+            "trees": int(self.booster.best_iteration),
+            "held_out_mrr@100": round(float(self.booster.best_score["held_out"]["map@100"]), 4),
+            "importance": {
+                f: round(float(g), 1) for f, g in sorted(zip(self.features, importance), key=lambda p: -p[1])
+            },
         }
         return self
 
@@ -122,8 +153,14 @@ class LightGBMRanker:
         import lightgbm
 
         groups = frame.group_by("query", maintain_order=True).len()["len"].to_numpy()
-        return lightgbm.Dataset(self._matrix(frame), label=frame["label"].to_numpy(), group=groups, reference=reference,
-                                feature_name=self.features, free_raw_data=True)
+        return lightgbm.Dataset(
+            self._matrix(frame),
+            label=frame["label"].to_numpy(),
+            group=groups,
+            reference=reference,
+            feature_name=self.features,
+            free_raw_data=True,
+        )
 
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
         return frame.select([pl.col(f).cast(pl.Float32) for f in self.features]).to_numpy()
@@ -131,7 +168,9 @@ class LightGBMRanker:
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
-            raise ConfigError(f"the candidates lack feature '{missing[0]}' the reranker was trained with (were other sources used?)")
+            raise ConfigError(
+                f"the candidates lack feature '{missing[0]}' the reranker was trained with (were other sources used?)"
+            )
         return self.booster.predict(self._matrix(frame), num_threads=self.config.threads)
 
     def save(self, path: Path) -> None:
@@ -145,9 +184,15 @@ def fusion_scores(frame: pl.DataFrame, config: RerankerConfig) -> np.ndarray:
     """Sum over sources of weight / (k + rank); a source that did not propose the item adds 0."""
     unknown = [s for s in config.fusion_weights if f"r_{s}" not in frame.columns]
     terms = [
-        pl.when(pl.col(f"r_{source}") < MISSING_RANK).then(weight / (config.fusion_k + pl.col(f"r_{source}"))).otherwise(0.0)
-        for source, weight in config.fusion_weights.items() if source not in unknown
+        pl.when(pl.col(f"r_{source}") < MISSING_RANK)
+        .then(weight / (config.fusion_k + pl.col(f"r_{source}")))
+        .otherwise(0.0)
+        for source, weight in config.fusion_weights.items()
+        if source not in unknown
     ]
     if not terms:
-        raise ConfigError(f"reranker.fusion_weights name none of the candidate sources ({', '.join(c[2:] for c in frame.columns if c.startswith('r_'))})")
+        raise ConfigError(
+            "reranker.fusion_weights name none of the candidate sources "
+            f"({', '.join(c[2:] for c in frame.columns if c.startswith('r_'))})"
+        )
     return frame.select(pl.sum_horizontal(terms)).to_series().to_numpy()

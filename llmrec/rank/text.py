@@ -30,16 +30,24 @@ class TextConfig:
 class TextSignals:
     """The catalog's text index, seen the way candidates and features use it."""
 
-    def __init__(self, catalog_index: CatalogIndex, ground_config: GroundConfig | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self, catalog_index: CatalogIndex, ground_config: GroundConfig | None = None, log: Callable[[str], None] = print
+    ):
         self.catalog_index, self.ground_config, self.log = catalog_index, ground_config or GroundConfig(), log
 
     @classmethod
-    def for_catalog(cls, catalog: pl.DataFrame, config: TextConfig, log: Callable[[str], None] = print) -> TextSignals | None:
+    def for_catalog(
+        cls, catalog: pl.DataFrame, config: TextConfig, log: Callable[[str], None] = print
+    ) -> TextSignals | None:
         """The catalog's embeddings and indexes (from the cache when built before), or None
         when text is disabled or no product has a title: then ranking runs on ids only."""
         if not config.enabled:
             return None
-        titled = catalog["title"].str.strip_chars().str.len_chars().fill_null(0).gt(0).sum() if "title" in catalog.columns else 0
+        titled = (
+            catalog["title"].str.strip_chars().str.len_chars().fill_null(0).gt(0).sum()
+            if "title" in catalog.columns
+            else 0
+        )
         if titled == 0:
             log("the catalog has no product titles: ranking on ids only (no text neighbours, no grounded titles)")
             return None
@@ -64,7 +72,9 @@ class TextSignals:
             known = np.flatnonzero((ra >= 0) & (rb >= 0))
             for start in range(0, len(known), BLOCK):
                 pick = known[start : start + BLOCK]
-                out[pick] = np.einsum("ij,ij->i", catalog_index.vectors_at(ra[pick]), catalog_index.vectors_at(rb[pick]))
+                out[pick] = np.einsum(
+                    "ij,ij->i", catalog_index.vectors_at(ra[pick]), catalog_index.vectors_at(rb[pick])
+                )
             return out
 
         return similarity
@@ -86,17 +96,33 @@ def check_titles(titles: pl.DataFrame, split: TaskSplit, name: str, allow_extra:
     (`allow_extra`: titles of other sessions of the same task may come along, and are unused)."""
     missing = [c for c in ("session_id", "locale", "candidates") if c not in titles.columns]
     if missing:
-        raise DataFormatError(name, f"missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)")
+        raise DataFormatError(
+            name, f"missing column '{missing[0]}' (write it with `llmrec generate --task {split.task}`)"
+        )
     unknown = titles.filter(~pl.col("locale").is_in(list(TASK_LOCALES[split.task])))
     if unknown.height:
-        raise DataFormatError(name, f"row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task {split.task}'s {', '.join(TASK_LOCALES[split.task])}")
+        raise DataFormatError(
+            name,
+            f"row {int(unknown['session_id'][0])} has locale {unknown['locale'][0]}, not one of task "
+            f"{split.task}'s {', '.join(TASK_LOCALES[split.task])}",
+        )
     sessions = split.sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String))
-    joined = titles.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String).alias("titles_locale")).join(sessions, on="session_id", how="left")
+    joined = titles.select(
+        pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String).alias("titles_locale")
+    ).join(sessions, on="session_id", how="left")
     foreign = joined.filter(pl.col("locale").is_null() | (pl.col("locale") != pl.col("titles_locale")))
     if allow_extra:
         foreign = foreign.filter(pl.col("locale").is_not_null())
     if foreign.height:
-        raise DataFormatError(name, f"session {int(foreign['session_id'][0])} is not a session of task {split.task}'s {split.split} split (titles written for other sessions?)")
+        raise DataFormatError(
+            name,
+            f"session {int(foreign['session_id'][0])} is not a session of task {split.task}'s "
+            f"{split.split} split (titles written for other sessions?)",
+        )
     covered = sessions.join(titles.select(pl.col("session_id").cast(pl.Int64)), on="session_id", how="semi").height
     if covered < sessions.height:
-        raise DataFormatError(name, f"titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for all (`llmrec generate --task {split.task} --split {split.split}`)")
+        raise DataFormatError(
+            name,
+            f"titles for {covered:,} of the split's {sessions.height:,} sessions; generate them for "
+            f"all (`llmrec generate --task {split.task} --split {split.split}`)",
+        )

@@ -22,7 +22,9 @@ from llmrec.rank.text import check_titles
 
 @dataclass
 class TitleChoiceConfig:
-    ranker: str = "covisit"  # the ranking baseline whose top products' titles are the choices: covisit, sknn, popularity
+    ranker: str = (
+        "covisit"  # the ranking baseline whose top products' titles are the choices: covisit, sknn, popularity
+    )
     top: int = 10  # ranked products per session whose titles are candidates
     llm_weight: float = 3.0  # weight of a generated title; the top ranked product's is 1
     generated: int = 1  # generated titles per session used as evidence, best first
@@ -39,14 +41,26 @@ def ranked_titles(split: TaskSplit, config: TitleChoiceConfig, baselines: Baseli
     """Per session (in order): titles of the `top` products the ranker puts first, best first
     (products without a title are skipped)."""
     lists = recommend(make_recommender(config.ranker, baselines), split, replace(baselines, k=config.top))
-    ranked = lists.with_row_index("row").explode("next_item_prediction").select(
-        "row", pl.col("next_item_prediction").alias("next_item"), pl.col("locale").cast(split.catalog["locale"].dtype)
+    ranked = (
+        lists.with_row_index("row")
+        .explode("next_item_prediction")
+        .select(
+            "row",
+            pl.col("next_item_prediction").alias("next_item"),
+            pl.col("locale").cast(split.catalog["locale"].dtype),
+        )
     )
-    per_row = ranked.with_columns(titles_of(ranked, split.catalog).alias("title")).group_by("row", maintain_order=True).agg(pl.col("title").drop_nulls())
+    per_row = (
+        ranked.with_columns(titles_of(ranked, split.catalog).alias("title"))
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("title").drop_nulls())
+    )
     return per_row["title"].to_list()
 
 
-def choose_titles(split: TaskSplit, choices: list[list[str]], generated: pl.DataFrame | None, config: TitleChoiceConfig) -> pl.DataFrame:
+def choose_titles(
+    split: TaskSplit, choices: list[list[str]], generated: pl.DataFrame | None, config: TitleChoiceConfig
+) -> pl.DataFrame:
     """The task 3 submission (`locale`, `next_item_title`) for the split's sessions, each title
     one of the session's `choices` (`ranked_titles`). Without generated titles the choice rests
     on the ranking alone; a session without choices gets its best generated title (or "")."""
@@ -54,7 +68,10 @@ def choose_titles(split: TaskSplit, choices: list[list[str]], generated: pl.Data
     titles = [""] * len(choices)
     if generated is not None:
         aligned = split.sessions.select(pl.col("session_id").cast(pl.Int64)).join(
-            generated.select(pl.col("session_id").cast(pl.Int64), "candidates"), on="session_id", how="left", maintain_order="left"
+            generated.select(pl.col("session_id").cast(pl.Int64), "candidates"),
+            on="session_id",
+            how="left",
+            maintain_order="left",
         )
         for i, candidates in enumerate(aligned["candidates"].to_list()):
             texts = [c["title"] for c in (candidates or [])[: config.generated] if c["title"]]
@@ -67,8 +84,9 @@ def choose_titles(split: TaskSplit, choices: list[list[str]], generated: pl.Data
     return pl.DataFrame({"locale": split.sessions["locale"].cast(pl.String), "next_item_title": titles})
 
 
-def recommend_titles(split: TaskSplit, generated: pl.DataFrame | None, config: TitleChoiceConfig,
-                     baselines: BaselineConfig) -> pl.DataFrame:
+def recommend_titles(
+    split: TaskSplit, generated: pl.DataFrame | None, config: TitleChoiceConfig, baselines: BaselineConfig
+) -> pl.DataFrame:
     """`llmrec recommend --task 3`: the task 3 submission of the split's sessions, each title
     one of the ranker's top products' titles, picked with the generated titles (if any) as
     evidence."""

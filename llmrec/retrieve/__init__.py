@@ -7,6 +7,16 @@ from llmrec.retrieve.ground import GroundConfig, candidate_titles, ground_titles
 from llmrec.retrieve.index import IndexConfig, VectorIndex
 
 __all__ = [
-    "CatalogIndex", "Encoder", "EncoderConfig", "GroundConfig", "IndexConfig", "LocaleEmbeddings", "RetrieveConfig",
-    "VectorIndex", "candidate_titles", "embed_catalog", "ground_titles", "product_texts",
+    "CatalogIndex",
+    "Encoder",
+    "EncoderConfig",
+    "GroundConfig",
+    "IndexConfig",
+    "LocaleEmbeddings",
+    "RetrieveConfig",
+    "VectorIndex",
+    "candidate_titles",
+    "embed_catalog",
+    "ground_titles",
+    "product_texts",
 ]

@@ -37,8 +37,15 @@ class CatalogIndex:
     """Embeddings (held once more inside Flat and IVF indexes: about 2 x 1.5 KiB per product at
     384-d) and one index per locale; the encoder stays loaded for queries."""
 
-    def __init__(self, config: RetrieveConfig, encoder: Encoder, embeddings: dict[str, LocaleEmbeddings],
-                 indexes: dict[str, VectorIndex], products: pl.DataFrame, locale_dtype: pl.DataType):
+    def __init__(
+        self,
+        config: RetrieveConfig,
+        encoder: Encoder,
+        embeddings: dict[str, LocaleEmbeddings],
+        indexes: dict[str, VectorIndex],
+        products: pl.DataFrame,
+        locale_dtype: pl.DataType,
+    ):
         """Use `build`. `products`: row, locale, id, title, price, text, in row order."""
         self.config, self.encoder, self.embeddings, self.indexes = config, encoder, embeddings, indexes
         self.products, self.locale_dtype = products, locale_dtype
@@ -46,26 +53,43 @@ class CatalogIndex:
         self.offsets = dict(zip(embeddings, np.cumsum([0, *sizes[:-1]]).tolist()))
 
     @classmethod
-    def build(cls, catalog: pl.DataFrame, config: RetrieveConfig, encoder: Encoder | None = None,
-              log: Callable[[str], None] = print) -> CatalogIndex:
+    def build(
+        cls,
+        catalog: pl.DataFrame,
+        config: RetrieveConfig,
+        encoder: Encoder | None = None,
+        log: Callable[[str], None] = print,
+    ) -> CatalogIndex:
         """Embeddings from the cache (encoding only what is missing), then the indexes (trained
         ones from the cache too). `encoder` defaults to the one `config.encoder` names."""
         encoder = encoder or Encoder(config.encoder)
         folder = embeddings_folder(config.cache_dir)
         embeddings = embed_catalog(catalog, encoder, config.text_fields, config.catalog_role, folder, log)
         indexes = {
-            locale: VectorIndex.build(part.vectors, config.index, folder / index_cache_name(part.key, config.index), log, locale)
+            locale: VectorIndex.build(
+                part.vectors, config.index, folder / index_cache_name(part.key, config.index), log, locale
+            )
             for locale, part in embeddings.items()
         }
         listed = pl.concat(
-            [part.ids.to_frame("id").with_columns(pl.lit(locale, dtype=pl.String).alias("locale"), part.texts.alias("text"))
-             for locale, part in embeddings.items()]
+            [
+                part.ids.to_frame("id").with_columns(
+                    pl.lit(locale, dtype=pl.String).alias("locale"), part.texts.alias("text")
+                )
+                for locale, part in embeddings.items()
+            ]
         ).with_row_index("row")
         details = catalog.select(
-            pl.col("locale").cast(pl.String), "id",
-            *(pl.col(c) if c in catalog.columns else pl.lit(None, dtype=kind).alias(c) for c, kind in (("title", pl.String), ("price", pl.Float64))),
+            pl.col("locale").cast(pl.String),
+            "id",
+            *(
+                pl.col(c) if c in catalog.columns else pl.lit(None, dtype=kind).alias(c)
+                for c, kind in (("title", pl.String), ("price", pl.Float64))
+            ),
         )
-        products = listed.join(details, on=["locale", "id"], how="left", maintain_order="left").select("row", "locale", "id", "title", "price", "text")
+        products = listed.join(details, on=["locale", "id"], how="left", maintain_order="left").select(
+            "row", "locale", "id", "title", "price", "text"
+        )
         return cls(config, encoder, embeddings, indexes, products, catalog["locale"].dtype)
 
     @property
@@ -79,12 +103,17 @@ class CatalogIndex:
         present = locales.cast(pl.String).unique(maintain_order=True)
         unknown = present.filter(~present.is_in(self.locales))
         if len(unknown):
-            raise ValueError(f"{where}: locale '{unknown[0]}' has no products in the catalog index (locales: {', '.join(self.locales)})")
+            raise ValueError(
+                f"{where}: locale '{unknown[0]}' has no products in the catalog index (locales: "
+                f"{', '.join(self.locales)})"
+            )
 
     def rows_of(self, items: pl.DataFrame) -> pl.Series:
         """The row of each (locale, id) of `items`, in order; null for products not indexed."""
         keys = items.select(pl.col("locale").cast(pl.String), "id")
-        return keys.join(self.products.select("locale", "id", "row"), on=["locale", "id"], how="left", maintain_order="left")["row"]
+        return keys.join(
+            self.products.select("locale", "id", "row"), on=["locale", "id"], how="left", maintain_order="left"
+        )["row"]
 
     def vectors_at(self, rows: np.ndarray) -> np.ndarray:
         """Embeddings of global rows, (len(rows), d) float32."""
@@ -113,12 +142,16 @@ class CatalogIndex:
                 scores, positions = self.indexes[locale].search(queries[batch], k)
                 width = positions.shape[1]
                 found = positions.ravel() >= 0
-                parts.append(pl.DataFrame({
-                    "query": np.repeat(batch, width)[found].astype(np.uint32),
-                    "rank": np.tile(np.arange(1, width + 1, dtype=np.uint16), len(batch))[found],
-                    "row": (positions.ravel()[found] + self.offsets[locale]).astype(np.uint32),
-                    "similarity": scores.ravel()[found].astype(np.float32),
-                }))
+                parts.append(
+                    pl.DataFrame(
+                        {
+                            "query": np.repeat(batch, width)[found].astype(np.uint32),
+                            "rank": np.tile(np.arange(1, width + 1, dtype=np.uint16), len(batch))[found],
+                            "row": (positions.ravel()[found] + self.offsets[locale]).astype(np.uint32),
+                            "similarity": scores.ravel()[found].astype(np.float32),
+                        }
+                    )
+                )
         return pl.concat(parts).sort("query", "rank")
 
     def search_titles(self, texts: str | Sequence[str], locales: str | Sequence[str], k: int = 10) -> pl.DataFrame:
@@ -129,7 +162,9 @@ class CatalogIndex:
         locales = [locales] * len(texts) if isinstance(locales, str) else list(locales)
         if len(locales) != len(texts):
             raise ValueError(f"search_titles: {len(texts)} texts but {len(locales)} locales")
-        asked = pl.DataFrame({"text": texts, "locale": locales}, schema={"text": pl.String, "locale": pl.String}).with_row_index("query")
+        asked = pl.DataFrame(
+            {"text": texts, "locale": locales}, schema={"text": pl.String, "locale": pl.String}
+        ).with_row_index("query")
         self.check_locales(asked["locale"], "search_titles")
         usable = asked.filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
         vectors = self.encoder.encode(usable["text"].to_list(), "query")
@@ -139,7 +174,9 @@ class CatalogIndex:
             hits.join(asked.select("query", "text"), on="query")
             .join(self.products.select("row", "locale", "id", "title", "price"), on="row")
             .sort("query", "rank")
-            .select("query", "text", "rank", pl.col("locale").cast(self.locale_dtype), "id", "title", "price", "similarity")
+            .select(
+                "query", "text", "rank", pl.col("locale").cast(self.locale_dtype), "id", "title", "price", "similarity"
+            )
         )
 
     def neighbors(self, items: pl.DataFrame, k: int) -> pl.DataFrame:

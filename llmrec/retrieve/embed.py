@@ -58,7 +58,9 @@ def product_texts(catalog: pl.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FI
         raise ConfigError("text_fields: name at least one catalog column")
     missing = [f for f in fields if f not in catalog.columns]
     if missing:
-        raise ConfigError(f"text_fields: the catalog has no column '{missing[0]}' (columns: {', '.join(catalog.columns)})")
+        raise ConfigError(
+            f"text_fields: the catalog has no column '{missing[0]}' (columns: {', '.join(catalog.columns)})"
+        )
 
     def cleaned(name: str) -> pl.Expr:
         value = pl.col(name).cast(pl.String).str.strip_chars()
@@ -101,8 +103,12 @@ class Encoder:
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
         tokenizer = self.model.tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        digest.update((backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)).encode())
-        modules = [(type(m).__name__, m.get_config_dict() if hasattr(m, "get_config_dict") else None) for m in self.model]
+        digest.update(
+            (backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)).encode()
+        )
+        modules = [
+            (type(m).__name__, m.get_config_dict() if hasattr(m, "get_config_dict") else None) for m in self.model
+        ]
         settings = {"modules": modules, "prompts": self.model.prompts, "max_seq_length": self.model.max_seq_length}
         digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return digest.hexdigest()
@@ -126,7 +132,9 @@ class Encoder:
                 vectors[order[start : start + size]] = encode(
                     batch, batch_size=size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
                 )
-        positions = texts.to_frame().join(distinct.to_frame().with_row_index("row"), on="text", how="left", maintain_order="left")["row"]
+        positions = texts.to_frame().join(
+            distinct.to_frame().with_row_index("row"), on="text", how="left", maintain_order="left"
+        )["row"]
         return vectors[positions.to_numpy()]
 
 
@@ -156,7 +164,8 @@ def _load_sentence_transformer(name: str, device: str, models_cache: Path | None
         return SentenceTransformer(str(Path(location).expanduser()) if looks_local else location, device=device)
     except (OSError, ValueError) as error:
         raise ConfigError(
-            f"encoder '{name}' not found: not a default model, a sentence-transformers folder, nor a hub id available here ({str(error).splitlines()[0][:120]})"
+            f"encoder '{name}' not found: not a default model, a sentence-transformers folder, nor a "
+            f"hub id available here ({str(error).splitlines()[0][:120]})"
         ) from None
 
 
@@ -183,8 +192,8 @@ def embed_catalog(
     log: Callable[[str], None] = print,
 ) -> dict[str, LocaleEmbeddings]:
     """Embeddings of every product with a non-empty text, per locale (locales in catalog
-    order, ids sorted; a locale without any text is left out). Each locale is loaded from `<folder>/<locale>-<key>.npy` when that
-    file exists, else encoded and written there atomically."""
+    order, ids sorted; a locale without any text is left out). Each locale is loaded from
+    `<folder>/<locale>-<key>.npy` when that file exists, else encoded and written there atomically."""
     folder = embeddings_folder(folder)
     duplicated = catalog.select("locale", "id").filter(pl.struct("locale", "id").is_duplicated())
     if duplicated.height:
@@ -196,7 +205,11 @@ def embed_catalog(
         .sort("locale", "id", maintain_order=True)
     )
     locales = catalog["locale"].cast(pl.String).unique(maintain_order=True).to_list()
-    settings = {"fields": list(fields), "separator": FIELD_SEPARATOR, "role": role}  # the prompts are in the fingerprint
+    settings = {
+        "fields": list(fields),
+        "separator": FIELD_SEPARATOR,
+        "role": role,
+    }  # the prompts are in the fingerprint
     result = {}
     for locale in locales:
         rows = products.filter(pl.col("locale") == locale)
@@ -208,7 +221,10 @@ def embed_catalog(
         if path.exists():
             vectors = np.load(path)
             if vectors.shape != (rows.height, encoder.dimension) or vectors.dtype != np.float32:
-                raise UserError(f"{path}: cached embeddings have shape {vectors.shape}, expected {(rows.height, encoder.dimension)}: delete the file")
+                raise UserError(
+                    f"{path}: cached embeddings have shape {vectors.shape}, expected "
+                    f"{(rows.height, encoder.dimension)}: delete the file"
+                )
             log(f"{locale}: {rows.height:,} product embeddings from the cache ({path.name})")
         else:
             vectors = encoder.encode(rows["text"].to_list(), role, f"embedding the {locale} catalog")

@@ -48,17 +48,30 @@ class GroundConfig:
         if not 1 <= self.top_k <= 10_000:
             raise ConfigError(f"ground.top_k must be between 1 and 10000, got {self.top_k}")
         if self.per_session < 0 or self.gamma < 0 or self.chunk_size < 1 or self.temperature <= 0:
-            raise ConfigError("ground: per_session and gamma must not be negative, chunk_size must be at least 1, temperature above 0")
+            raise ConfigError(
+                "ground: per_session and gamma must not be negative, chunk_size must be at least 1, temperature above 0"
+            )
 
 
 GROUNDED_SCHEMA = {
-    "session_id": pl.Int64, "locale": pl.String, "id": pl.String, "ground_score": pl.Float32,
-    "similarity": pl.Float32, "retrieval_rank": pl.UInt16, "hits": pl.UInt16,
+    "session_id": pl.Int64,
+    "locale": pl.String,
+    "id": pl.String,
+    "ground_score": pl.Float32,
+    "similarity": pl.Float32,
+    "retrieval_rank": pl.UInt16,
+    "hits": pl.UInt16,
 }
 
 
-def ground_titles(catalog: CatalogIndex, titles: pl.DataFrame, sessions: pl.DataFrame, popularity: pl.DataFrame | None = None,
-                  config: GroundConfig | None = None, log: Callable[[str], None] = print) -> pl.DataFrame:
+def ground_titles(
+    catalog: CatalogIndex,
+    titles: pl.DataFrame,
+    sessions: pl.DataFrame,
+    popularity: pl.DataFrame | None = None,
+    config: GroundConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> pl.DataFrame:
     """Products grounded from each session's generated titles, one row per (session, product):
     `session_id`, `locale`, `id`, `ground_score` (probability-weighted, popularity-adjusted
     similarity), `similarity` (best cosine), `retrieval_rank` (best rank among the candidates,
@@ -73,13 +86,17 @@ def ground_titles(catalog: CatalogIndex, titles: pl.DataFrame, sessions: pl.Data
     candidates = candidate_titles(titles, config.temperature)
     catalog.check_locales(titles["locale"], "titles")
     if titles["session_id"].is_duplicated().any():
-        raise DataFormatError("titles", f"session_id {titles.filter(pl.col('session_id').is_duplicated())['session_id'][0]} appears twice")
+        raise DataFormatError(
+            "titles", f"session_id {titles.filter(pl.col('session_id').is_duplicated())['session_id'][0]} appears twice"
+        )
     if not {"session_id", "prev_items"} <= set(sessions.columns):
         raise DataFormatError("sessions", "expected columns session_id and prev_items")
     sessions = sessions.select(pl.col("session_id").cast(titles["session_id"].dtype), "prev_items")
     unknown = titles.join(sessions, on="session_id", how="anti")
     if unknown.height:
-        raise DataFormatError("titles", f"session_id {unknown['session_id'][0]} is not among the sessions ({unknown.height} such)")
+        raise DataFormatError(
+            "titles", f"session_id {unknown['session_id'][0]} is not among the sessions ({unknown.height} such)"
+        )
     boost = popularity_boost(catalog, popularity, config.gamma)
     items = session_items(catalog, candidates.select("order", "session_id", "locale").unique("order"), sessions)
 
@@ -88,10 +105,16 @@ def ground_titles(catalog: CatalogIndex, titles: pl.DataFrame, sessions: pl.Data
     grounded = [_empty_grounded(titles["session_id"].dtype, catalog.locale_dtype)]
     for chunk in track(chunks, "grounding titles (chunks of sessions)", total=len(chunks)):
         found = _ground_chunk(catalog, chunk, items.join(chunk.select("order").unique(), on="order"), boost, config)
-        grounded.append(found.with_columns(pl.col("session_id").cast(titles["session_id"].dtype), pl.col("locale").cast(catalog.locale_dtype)))
+        grounded.append(
+            found.with_columns(
+                pl.col("session_id").cast(titles["session_id"].dtype), pl.col("locale").cast(catalog.locale_dtype)
+            )
+        )
     result = pl.concat(grounded)
-    log(f"grounded titles: {result['session_id'].n_unique():,} of {titles.height:,} sessions got products "
-        f"({titles.height - candidates['session_id'].n_unique():,} without a usable title)")
+    log(
+        f"grounded titles: {result['session_id'].n_unique():,} of {titles.height:,} sessions got products "
+        f"({titles.height - candidates['session_id'].n_unique():,} without a usable title)"
+    )
     return result
 
 
@@ -106,7 +129,11 @@ def candidate_titles(titles: pl.DataFrame, temperature: float = 1.0) -> pl.DataF
     if missing:
         raise DataFormatError("titles", f"no column '{missing[0]}' (expected session_id, locale, candidates)")
     kind = titles.schema["candidates"]
-    if not (isinstance(kind, pl.List) and isinstance(kind.inner, pl.Struct) and {"title", "score"} <= {f.name for f in kind.inner.fields}):
+    if not (
+        isinstance(kind, pl.List)
+        and isinstance(kind.inner, pl.Struct)
+        and {"title", "score"} <= {f.name for f in kind.inner.fields}
+    ):
         raise DataFormatError("titles", f"candidates must be a list of {{title, score}} structs, got {kind}")
     frame = (
         titles.select("session_id", pl.col("locale").cast(pl.String), "candidates")
@@ -121,7 +148,9 @@ def candidate_titles(titles: pl.DataFrame, temperature: float = 1.0) -> pl.DataF
     )
     score = pl.col("score").fill_null(pl.col("score").min().over("order")).fill_null(0.0)
     exponent = ((score - score.max().over("order")) / temperature).exp()
-    return frame.select("order", "session_id", "locale", "candidate", "title", (exponent / exponent.sum().over("order")).alias("weight"))
+    return frame.select(
+        "order", "session_id", "locale", "candidate", "title", (exponent / exponent.sum().over("order")).alias("weight")
+    )
 
 
 def popularity_boost(catalog: CatalogIndex, popularity: pl.DataFrame | None, gamma: float) -> np.ndarray:
@@ -138,7 +167,9 @@ def popularity_boost(catalog: CatalogIndex, popularity: pl.DataFrame | None, gam
     count = pl.col("count").fill_null(0.0)
     spread = count.max().over("locale") - count.min().over("locale")
     share = pl.when(spread > 0).then((count - count.min().over("locale")) / spread).otherwise(0.0)
-    rows = catalog.products.select("row", "locale", "id").join(counts, on=["locale", "id"], how="left", maintain_order="left")
+    rows = catalog.products.select("row", "locale", "id").join(
+        counts, on=["locale", "id"], how="left", maintain_order="left"
+    )
     return rows.select(((1.0 + share) ** gamma).cast(pl.Float32)).to_series().to_numpy()
 
 
@@ -149,9 +180,13 @@ def session_items(catalog: CatalogIndex, sessions_of_titles: pl.DataFrame, sessi
     return items.select("order", "row").unique()
 
 
-def _ground_chunk(catalog: CatalogIndex, chunk: pl.DataFrame, items: pl.DataFrame, boost: np.ndarray, config: GroundConfig) -> pl.DataFrame:
+def _ground_chunk(
+    catalog: CatalogIndex, chunk: pl.DataFrame, items: pl.DataFrame, boost: np.ndarray, config: GroundConfig
+) -> pl.DataFrame:
     texts = chunk.select("locale", "title").unique(maintain_order=True).with_row_index("text")
-    chunk = chunk.join(texts, on=["locale", "title"]).select("order", "session_id", "locale", "candidate", "weight", "text")
+    chunk = chunk.join(texts, on=["locale", "title"]).select(
+        "order", "session_id", "locale", "candidate", "weight", "text"
+    )
     vectors = catalog.encoder.encode(texts["title"].to_list(), "query")
     item_counts = items.group_by("order").len("n_items")
     margin = int(item_counts["n_items"].quantile(0.9) or 0) if item_counts.height else 0
@@ -162,34 +197,51 @@ def _ground_chunk(catalog: CatalogIndex, chunk: pl.DataFrame, items: pl.DataFram
     full = hits.group_by("text").len("found").filter(pl.col("found") == first_k)
     counts = kept.group_by("order", "candidate").len("kept")
     short = (
-        chunk.join(counts, on=["order", "candidate"], how="left").filter(pl.col("kept").fill_null(0) < config.top_k)
-        .join(full, on="text").join(item_counts, on="order")
-        .group_by("text").agg(pl.col("n_items").max())
+        chunk.join(counts, on=["order", "candidate"], how="left")
+        .filter(pl.col("kept").fill_null(0) < config.top_k)
+        .join(full, on="text")
+        .join(item_counts, on="order")
+        .group_by("text")
+        .agg(pl.col("n_items").max())
     )
     if short.height:
-        deeper = catalog.search_vectors(vectors[short["text"].to_numpy()], texts["locale"].gather(short["text"]), config.top_k + int(short["n_items"].max()))
+        deeper = catalog.search_vectors(
+            vectors[short["text"].to_numpy()],
+            texts["locale"].gather(short["text"]),
+            config.top_k + int(short["n_items"].max()),
+        )
         deeper = deeper.with_columns(short["text"].gather(deeper["query"]).alias("text")).drop("query")
         hits = pl.concat([hits.join(short.select("text"), on="text", how="anti"), deeper.select(hits.columns)])
         kept = _kept(chunk, hits, items, config.top_k)
     adjusted = 1.0 - (1.0 - pl.col("similarity")) / pl.Series("boost", boost[kept["row"].to_numpy()])
-    merged = kept.with_columns(adjusted.alias("adjusted")).group_by("order", "row").agg(
-        pl.col("session_id").first(),
-        pl.col("locale").first(),
-        (pl.col("weight") * pl.col("adjusted")).sum().cast(pl.Float32).alias("ground_score"),
-        pl.col("similarity").max(),
-        pl.col("retrieval_rank").min(),
-        pl.len().cast(pl.UInt16).alias("hits"),
+    merged = (
+        kept.with_columns(adjusted.alias("adjusted"))
+        .group_by("order", "row")
+        .agg(
+            pl.col("session_id").first(),
+            pl.col("locale").first(),
+            (pl.col("weight") * pl.col("adjusted")).sum().cast(pl.Float32).alias("ground_score"),
+            pl.col("similarity").max(),
+            pl.col("retrieval_rank").min(),
+            pl.len().cast(pl.UInt16).alias("hits"),
+        )
     )
-    merged = merged.sort(["order", "ground_score", "similarity", "retrieval_rank", "row"], descending=[False, True, True, False, False])
+    merged = merged.sort(
+        ["order", "ground_score", "similarity", "retrieval_rank", "row"], descending=[False, True, True, False, False]
+    )
     if config.per_session:
         merged = merged.group_by("order", maintain_order=True).head(config.per_session)
-    return merged.join(catalog.products.select("row", "id"), on="row", maintain_order="left").select(list(GROUNDED_SCHEMA))
+    return merged.join(catalog.products.select("row", "id"), on="row", maintain_order="left").select(
+        list(GROUNDED_SCHEMA)
+    )
 
 
 def _kept(chunk: pl.DataFrame, hits: pl.DataFrame, items: pl.DataFrame, top_k: int) -> pl.DataFrame:
     """Each candidate's hits without the session's items, re-ranked 1.. and cut at top_k."""
     rows = chunk.join(hits, on="text").join(items, on=["order", "row"], how="anti")
-    rows = rows.with_columns(pl.col("rank").rank("ordinal").over("order", "candidate").cast(pl.UInt16).alias("retrieval_rank"))
+    rows = rows.with_columns(
+        pl.col("rank").rank("ordinal").over("order", "candidate").cast(pl.UInt16).alias("retrieval_rank")
+    )
     return rows.filter(pl.col("retrieval_rank") <= top_k).drop("rank")
 
 

@@ -66,8 +66,14 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, config: IndexConfig, cache: Path | None = None,
-              log: Callable[[str], None] = print, name: str = "") -> VectorIndex:
+    def build(
+        cls,
+        vectors: np.ndarray,
+        config: IndexConfig,
+        cache: Path | None = None,
+        log: Callable[[str], None] = print,
+        name: str = "",
+    ) -> VectorIndex:
         """Index `vectors` ((n, d) float32 unit rows). IVF falls back to Flat when there are
         too few vectors to train its cells. A trained index is read from `cache` when that file
         exists, else built and written there atomically."""
@@ -75,7 +81,10 @@ class VectorIndex:
         n, dimension = vectors.shape
         kind = config.kind
         if kind == "IVF" and n < MIN_POINTS_PER_LIST * ivf_lists(n, config):
-            log(f"{name}: {n:,} vectors are too few to train {ivf_lists(n, config)} IVF cells: exact (Flat) index instead")
+            log(
+                f"{name}: {n:,} vectors are too few to train {ivf_lists(n, config)} IVF cells: exact "
+                "(Flat) index instead"
+            )
             kind = "Flat"
         if kind == "Flat":
             index = faiss.IndexFlatIP(dimension)
@@ -84,7 +93,10 @@ class VectorIndex:
         if cache is not None and cache.exists():
             index = faiss.read_index(str(cache))
             if index.ntotal != n or index.d != dimension:
-                raise UserError(f"{cache}: cached index holds {index.ntotal} x {index.d} vectors, expected {n} x {dimension}: delete the file")
+                raise UserError(
+                    f"{cache}: cached index holds {index.ntotal} x {index.d} vectors, expected {n} x "
+                    f"{dimension}: delete the file"
+                )
             return cls(index, kind, config)
         with faiss_threads(config.threads):
             if kind == "IVF":

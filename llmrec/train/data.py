@@ -26,7 +26,9 @@ def training_prompts(config: Task3Config, tokenizer) -> tuple[datasets.Dataset, 
     if unknown:
         raise ConfigError(f"train.locales: unknown locale '{unknown[0]}' (known: {', '.join(LOCALES)})")
     split = load_task_split(AmazonM2(Path(config.data)), 3, SplitConfig(**{**vars(config.split), "name": "valid"}))
-    history = split.history.with_columns(titles_of(split.history, split.catalog).alias("title")).filter(pl.col("title").is_not_null())
+    history = split.history.with_columns(titles_of(split.history, split.catalog).alias("title")).filter(
+        pl.col("title").is_not_null()
+    )
     sessions = split.sessions.with_columns(split.targets.alias("title"))
     if settings.locales:
         history = history.filter(pl.col("locale").cast(pl.String).is_in(settings.locales))
@@ -35,7 +37,9 @@ def training_prompts(config: Task3Config, tokenizer) -> tuple[datasets.Dataset, 
         history = history.sample(n=min(settings.train_sessions, history.height), seed=settings.seed)
     sessions = sessions.head(settings.eval_sessions)
     if history.height == 0 or sessions.height == 0:
-        raise DataFormatError(config.data, f"no labelled sessions with titles to train or validate on (train.locales={settings.locales})")
+        raise DataFormatError(
+            config.data, f"no labelled sessions with titles to train or validate on (train.locales={settings.locales})"
+        )
     train = prompt_dataset(history, split.catalog, config.prompt, history["title"], tokenizer)
     valid = prompt_dataset(sessions, split.catalog, config.prompt, sessions["title"], tokenizer)
     return train, valid

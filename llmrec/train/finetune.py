@@ -40,10 +40,7 @@ def tokenize(prompts: list[str], completions: list[str], tokenizer, max_completi
     prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
     completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
-    return [
-        Example(p + c[:max_completion_tokens] + [eos], len(p))
-        for p, c in zip(prompt_ids, completion_ids)
-    ]
+    return [Example(p + c[:max_completion_tokens] + [eos], len(p)) for p, c in zip(prompt_ids, completion_ids)]
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -113,13 +110,19 @@ def load_for_training(model_path: str, config: Task3Config, device: torch.device
         return continue_adapter(model, model_path, config.train.init_adapter), tokenizer
     check_layers(config, model.config.get_text_config().num_hidden_layers, model_path)
     lora = LoraConfig(
-        r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules, layers_to_transform=config.lora.layers or None, task_type="CAUSAL_LM",
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=config.lora.target_modules,
+        layers_to_transform=config.lora.layers or None,
+        task_type="CAUSAL_LM",
     )
     try:
         model = get_peft_model(model, lora)
     except ValueError as error:
-        raise ConfigError(f"lora.target_modules {config.lora.target_modules} do not fit {model_path}: {error}") from None
+        raise ConfigError(
+            f"lora.target_modules {config.lora.target_modules} do not fit {model_path}: {error}"
+        ) from None
     return model, tokenizer
 
 
@@ -130,9 +133,16 @@ def check_layers(config: Task3Config, layers: int, model_path: str) -> None:
     if not chosen:
         return
     if config.lora.num_layers != layers:
-        stated = f"a model of {config.lora.num_layers} layers" if config.lora.num_layers else "a model whose layer count it does not state"
-        raise ConfigError(f"lora.layers {chosen} were chosen for {stated} (lora.num_layers), but {model_path} has {layers}: set lora.layers "
-                          f"and lora.num_layers={layers} for it, or lora.layers=[] for all layers")
+        stated = (
+            f"a model of {config.lora.num_layers} layers"
+            if config.lora.num_layers
+            else "a model whose layer count it does not state"
+        )
+        raise ConfigError(
+            f"lora.layers {chosen} were chosen for {stated} (lora.num_layers), but {model_path} has "
+            f"{layers}: set lora.layers "
+            f"and lora.num_layers={layers} for it, or lora.layers=[] for all layers"
+        )
     if not all(0 <= layer < layers for layer in chosen):
         raise ConfigError(f"lora.layers {chosen}: {model_path} has layers 0 to {layers - 1}")
 
@@ -185,8 +195,16 @@ class BatchPlan:
         return list(batches[rng.permutation(self.per_epoch)])
 
 
-RESUME_INDIFFERENT = ("train.eval_every", "train.eval_sessions", "train.save_every", "train.keep_checkpoints", "train.log_every",
-                      "train.max_minutes", "train.out", "generate")  # change what is logged or saved, or when it stops, not the weights
+RESUME_INDIFFERENT = (
+    "train.eval_every",
+    "train.eval_sessions",
+    "train.save_every",
+    "train.keep_checkpoints",
+    "train.log_every",
+    "train.max_minutes",
+    "train.out",
+    "generate",
+)  # change what is logged or saved, or when it stops, not the weights
 
 
 def check_run_folder(run: Path, config: Task3Config) -> None:
@@ -198,7 +216,11 @@ def check_run_folder(run: Path, config: Task3Config) -> None:
     from llmrec.config import load_config, to_dict
 
     def flat(tree: dict, prefix: str = "") -> dict:
-        return {k: v for key, value in tree.items() for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}
+        return {
+            k: v
+            for key, value in tree.items()
+            for k, v in (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()
+        }
 
     def decisive(values: dict) -> dict:
         return {k: v for k, v in values.items() if not any(k == i or k.startswith(i + ".") for i in RESUME_INDIFFERENT)}
@@ -206,8 +228,10 @@ def check_run_folder(run: Path, config: Task3Config) -> None:
     before, now = decisive(flat(to_dict(load_config(Task3Config, saved)))), decisive(flat(to_dict(config)))
     changed = [k for k in now if before.get(k) != now[k]]
     if changed:
-        raise ConfigError(f"{run} holds a training run with other settings ({changed[0]}: {before.get(changed[0])!r} there, "
-                          f"{now[changed[0]]!r} now): rerun with its settings, or choose another train.out")
+        raise ConfigError(
+            f"{run} holds a training run with other settings ({changed[0]}: {before.get(changed[0])!r} there, "
+            f"{now[changed[0]]!r} now): rerun with its settings, or choose another train.out"
+        )
 
 
 def latest_checkpoint(run: Path) -> Path | None:
@@ -231,7 +255,9 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
     torch.manual_seed(settings.seed)
     model, tokenizer = load_for_training(model_path, config, accelerator.device, dtype)
     examples = tokenize(list(train["prompt"]), list(train["completion"]), tokenizer, settings.max_completion_tokens)
-    valid_examples = tokenize(list(valid["prompt"]), list(valid["completion"]), tokenizer, settings.max_completion_tokens)
+    valid_examples = tokenize(
+        list(valid["prompt"]), list(valid["completion"]), tokenizer, settings.max_completion_tokens
+    )
     plan = BatchPlan([len(e.input_ids) for e in examples], settings.batch_size, settings.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -251,10 +277,15 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
         raise ConfigError(f"{run} already holds checkpoints: pass --resume, or choose another train.out")
     if resume:
         if accelerator.distributed_type.value == "FSDP":
-            raise ConfigError("resuming an FSDP run is not supported (its optimizer state is sharded per process): train again, or use DDP")
+            raise ConfigError(
+                "resuming an FSDP run is not supported (its optimizer state is sharded per process): "
+                "train again, or use DDP"
+            )
         check_run_folder(run, config)
         set_peft_model_state_dict(model, load_file(found / "adapter_model.safetensors"))
-        state = torch.load(found / "trainer.pt", weights_only=True)  # tensors and numbers only: nothing a file could run
+        state = torch.load(
+            found / "trainer.pt", weights_only=True
+        )  # tensors and numbers only: nothing a file could run
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])  # dropout continues as in an uninterrupted run
@@ -286,8 +317,15 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
             step += 1
             advance()
             elapsed = time.perf_counter() - started
-            out_of_time = agreed(accelerator, bool(settings.max_minutes and elapsed > settings.max_minutes * 60))  # the main clock decides
-            record = {"step": step, "loss": window_loss / window_count, "lr": scheduler.get_last_lr()[0], "tokens_per_s": trained_tokens / elapsed}
+            out_of_time = agreed(
+                accelerator, bool(settings.max_minutes and elapsed > settings.max_minutes * 60)
+            )  # the main clock decides
+            record = {
+                "step": step,
+                "loss": window_loss / window_count,
+                "lr": scheduler.get_last_lr()[0],
+                "tokens_per_s": trained_tokens / elapsed,
+            }
             last = step >= settings.max_steps or out_of_time
             if step % settings.eval_every == 0 or last:
                 metrics = evaluate(model, tokenizer, valid, valid_examples, config, accelerator.device)
@@ -313,7 +351,10 @@ def finetune(config: Task3Config, model_path: str, train, valid, resume: bool = 
         tokenizer.save_pretrained(staging)
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
-        io.write_json({"step": step, "train_tokens_per_s": trained_tokens / (time.perf_counter() - started), **metrics}, run / "metrics.json")
+        io.write_json(
+            {"step": step, "train_tokens_per_s": trained_tokens / (time.perf_counter() - started), **metrics},
+            run / "metrics.json",
+        )
     return {"step": step, **metrics}
 
 
@@ -337,7 +378,12 @@ def save_checkpoint(run: Path, step: int, model, state: dict, optimizer, schedul
     staging = run / CHECKPOINTS / f".step-{step}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, state_dict=state)
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step, "rng": torch.get_rng_state()}
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "rng": torch.get_rng_state(),
+    }
     torch.save(state, staging / "trainer.pt")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
@@ -362,8 +408,18 @@ def evaluate(model, tokenizer, valid, valid_examples: list[Example], config: Tas
         loss = scorer(**{k: v.to(device) for k, v in batch.items()})
         losses.append(loss.item() * len(batch["targets"]))
         weights.append(len(batch["targets"]))
-    greedy = GenerateConfig(backend="hf", decoding="greedy", num_candidates=1, max_new_tokens=config.generate.max_new_tokens, batch_size=size)
+    greedy = GenerateConfig(
+        backend="hf",
+        decoding="greedy",
+        num_candidates=1,
+        max_new_tokens=config.generate.max_new_tokens,
+        batch_size=size,
+    )
     generator = HFGenerator.from_model(model, tokenizer, greedy)
     titles = [candidates[0][0] for candidates in generator.generate(list(valid["prompt"]))]
     references = [c.strip() for c in valid["completion"]]
-    return {"loss": sum(losses) / sum(weights), "perplexity": math.exp(min(20.0, sum(losses) / sum(weights))), "bleu": corpus_bleu(titles, references)}
+    return {
+        "loss": sum(losses) / sum(weights),
+        "perplexity": math.exp(min(20.0, sum(losses) / sum(weights))),
+        "bleu": corpus_bleu(titles, references),
+    }

@@ -33,23 +33,34 @@ def read_log(path: Path) -> pl.DataFrame:
     frame = read_table(path, LOG_COLUMNS).with_row_index("row", offset=1)
     frame = frame.with_columns(_keys(frame, path, "user"), _keys(frame, path, "item"), _times(frame["timestamp"], path))
     ordered = frame.sort(pl.col("row").min().over("user"), "timestamp", "row")
-    return ordered.group_by("user", maintain_order=True).agg(
-        pl.col("row").min(), pl.col("item").alias("items"), pl.col("row").alias("rows")
-    ).select("user", "row", "items", "rows")
+    return (
+        ordered.group_by("user", maintain_order=True)
+        .agg(pl.col("row").min(), pl.col("item").alias("items"), pl.col("row").alias("rows"))
+        .select("user", "row", "items", "rows")
+    )
 
 
 def read_item_table(path: Path) -> pl.DataFrame:
     """The catalogue: `item`, `row`, cleaned `title` (required), `desc`, `brand`, `categories`."""
     frame = read_table(path, ITEM_TABLE_COLUMNS, optional=OPTIONAL_ITEM_COLUMNS).with_row_index("row", offset=1)
-    frame = require_text(frame.with_columns(_keys(frame, path, "item")), path, ("title", *[c for c in OPTIONAL_ITEM_COLUMNS if c in frame.columns]))
+    frame = require_text(
+        frame.with_columns(_keys(frame, path, "item")),
+        path,
+        ("title", *[c for c in OPTIONAL_ITEM_COLUMNS if c in frame.columns]),
+    )
     again = frame["item"].is_duplicated() & ~frame["item"].is_first_distinct()
     if again.any():
         row = int(again.arg_true()[0])
         raise DataFormatError(path, f"item {frame['item'][row]!r} is listed twice", row=row + 1, field="item")
     columns = {"desc": "description", "brand": "brand", "categories": "categories"}
     catalogue = frame.select(
-        "item", pl.col("row").cast(pl.Int64), "title",
-        *[(pl.col(source) if source in frame.columns else pl.lit(None, pl.String)).alias(name) for name, source in columns.items()],
+        "item",
+        pl.col("row").cast(pl.Int64),
+        "title",
+        *[
+            (pl.col(source) if source in frame.columns else pl.lit(None, pl.String)).alias(name)
+            for name, source in columns.items()
+        ],
     )
     catalogue = catalogue.with_columns(clean_text(catalogue[c]) for c in ("title", "desc", "brand", "categories"))
     untitled = catalogue["title"].is_null()

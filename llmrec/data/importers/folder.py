@@ -78,12 +78,16 @@ def product_ids(items: pl.Series) -> pl.Series:
     `I000004343`), 10-character alphanumeric keys (ASINs, ISBN-10s) unchanged, any other key
     `H` + 9 base-62 characters of its BLAKE2b hash. Ids depend on the key alone."""
     keys = items.cast(pl.String)
-    hashed = {key: "H" + _base62(hashlib.blake2b(key.encode(), digest_size=8).digest(), ID_LENGTH - 1)
-              for key in keys.filter(~keys.str.contains(_NUMBER) & ~keys.str.contains(_KEEP)).to_list()}
+    hashed = {
+        key: "H" + _base62(hashlib.blake2b(key.encode(), digest_size=8).digest(), ID_LENGTH - 1)
+        for key in keys.filter(~keys.str.contains(_NUMBER) & ~keys.str.contains(_KEEP)).to_list()
+    }
     return (
         pl.select(
-            pl.when(keys.str.contains(_NUMBER)).then(pl.lit("I") + keys.str.zfill(ID_LENGTH - 1))
-            .when(keys.str.contains(_KEEP)).then(keys)
+            pl.when(keys.str.contains(_NUMBER))
+            .then(pl.lit("I") + keys.str.zfill(ID_LENGTH - 1))
+            .when(keys.str.contains(_KEEP))
+            .then(keys)
             .otherwise(keys.replace_strict(hashed, default=None, return_dtype=pl.String))
         )
         .to_series()
@@ -106,14 +110,18 @@ def clean_text(values: pl.Series, appended_period: bool = False) -> pl.Series:
     text = values.cast(pl.String)
     escaped = text.str.contains("&", literal=True).fill_null(False)
     if escaped.any():
-        text = pl.select(pl.when(escaped).then(text.map_elements(html.unescape, return_dtype=pl.String)).otherwise(text)).to_series()
+        text = pl.select(
+            pl.when(escaped).then(text.map_elements(html.unescape, return_dtype=pl.String)).otherwise(text)
+        ).to_series()
     text = text.str.replace_all(r"\s+", " ").str.strip_chars()
     if appended_period:
         text = text.str.strip_suffix(".").str.strip_chars()
     return pl.select(pl.when(text.str.len_chars() > 0).then(text)).to_series().alias(values.name)
 
 
-def write_folder(sequences: pl.DataFrame, items: pl.DataFrame, out: Path, config: ImportConfig, source: Source, origin: str) -> Path:
+def write_folder(
+    sequences: pl.DataFrame, items: pl.DataFrame, out: Path, config: ImportConfig, source: Source, origin: str
+) -> Path:
     """Write the leave-one-out folder. `sequences`: one row per user in output order, `user`,
     `row` (its record in the source, for errors), `items` (list of item keys, oldest first) and
     optionally `rows` (each interaction's record); `items`: the catalogue (`item`, `row`,
@@ -127,7 +135,14 @@ def write_folder(sequences: pl.DataFrame, items: pl.DataFrame, out: Path, config
     titles = ids.select(pl.col("id").alias("next_item"), pl.col("title").alias("next_item_title"))
     absent = [pl.lit(None, pl.String).alias(c) for c in ("color", "size", "model", "material", "author")]
     products = ids.select(
-        "id", pl.lit(LOCALE).alias("locale"), "title", pl.lit(None, pl.Float64).alias("price"), "brand", *absent, "desc", "categories"
+        "id",
+        pl.lit(LOCALE).alias("locale"),
+        "title",
+        pl.lit(None, pl.Float64).alias("price"),
+        "brand",
+        *absent,
+        "desc",
+        "categories",
     )
     io.write_csv(products, out / f"{PRODUCTS_FILE}.csv")
     write_sessions(sessions["train"], out / f"{TRAIN_FILE}.csv")
@@ -137,7 +152,9 @@ def write_folder(sequences: pl.DataFrame, items: pl.DataFrame, out: Path, config
         write_sessions(test.drop("next_item"), out / f"{test_file(task, 1)}.csv")
         truth = test.select("next_item", "locale")
         if task == 3:
-            truth = truth.join(titles, on="next_item", how="left", maintain_order="left").select("next_item_title", "locale")
+            truth = truth.join(titles, on="next_item", how="left", maintain_order="left").select(
+                "next_item_title", "locale"
+            )
         io.write_csv(truth, out / f"{ground_truth_file(task, 1)}.csv")
     io.write_csv(test.select("user"), out / "users.csv")
     io.write_csv(ids.select("id", "item"), out / "item_ids.csv")
@@ -167,7 +184,9 @@ def _claim(out: Path) -> None:
         raise FileExistsError(f"{out} is a file: choose a folder")
     if out.exists() and any(out.iterdir()):
         if not (out / MANIFEST).exists():
-            raise FileExistsError(f"{out} is not empty and holds no {MANIFEST} of an earlier import: choose a new folder")
+            raise FileExistsError(
+                f"{out} is not empty and holds no {MANIFEST} of an earlier import: choose a new folder"
+            )
         (out / MANIFEST).unlink()
 
 
@@ -177,7 +196,10 @@ def _assign_ids(items: pl.DataFrame, source: Source) -> pl.DataFrame:
     if clash.height:
         first = ids.filter(pl.col("id") == clash["id"][0])["item"][0]
         raise DataFormatError(
-            source.items, f"items {first!r} and {clash['item'][0]!r} both become id {clash['id'][0]}", row=clash["row"][0], field="item"
+            source.items,
+            f"items {first!r} and {clash['item'][0]!r} both become id {clash['id'][0]}",
+            row=clash["row"][0],
+            field="item",
         )
     return ids
 
@@ -186,17 +208,28 @@ def _known_items(sequences: pl.DataFrame, ids: pl.DataFrame, source: Source) -> 
     """One row per interaction (`user`, `id`), users in order; an item missing from the
     catalogue is an error naming its record (or its user's) and position."""
     rows = "rows" if "rows" in sequences.columns else None
-    interactions = sequences.filter(pl.col("items").list.len() > 0).select(
-        "user", "row", "items", *([rows] if rows else []), pl.int_ranges(pl.col("items").list.len()).alias("position")
-    ).explode("items", *([rows] if rows else []), "position")
-    joined = interactions.join(ids.select(pl.col("item").alias("items"), "id"), on="items", how="left", maintain_order="left")
+    interactions = (
+        sequences.filter(pl.col("items").list.len() > 0)
+        .select(
+            "user",
+            "row",
+            "items",
+            *([rows] if rows else []),
+            pl.int_ranges(pl.col("items").list.len()).alias("position"),
+        )
+        .explode("items", *([rows] if rows else []), "position")
+    )
+    joined = interactions.join(
+        ids.select(pl.col("item").alias("items"), "id"), on="items", how="left", maintain_order="left"
+    )
     unknown = joined.filter(pl.col("id").is_null()).head(1)
     if unknown.height:
         found = unknown.row(0, named=True)
         raise DataFormatError(
             source.sequences,
             f"user {found['user']!r}, item {found['position'] + 1}: {found['items']!r} is not in {source.items.name}",
-            row=found[rows] if rows else found["row"], field=source.item_field,
+            row=found[rows] if rows else found["row"],
+            field=source.item_field,
         )
     return joined.select("user", "id")
 
@@ -210,8 +243,10 @@ def _long_enough(sequences: pl.DataFrame, config: ImportConfig, source: Source) 
         raise DataFormatError(
             source.sequences,
             f"user {user!r} has {n} item(s); leave-one-out needs at least {MIN_USER_ITEMS} "
-            f"({MIN_SESSION_LENGTH} inputs, a validation and a test target): leave such users out with skip_short_users",
-            row=row, field=source.user_field,
+            f"({MIN_SESSION_LENGTH} inputs, a validation and a test target): leave such users out "
+            "with skip_short_users",
+            row=row,
+            field=source.user_field,
         )
     return sequences.filter(pl.col("items").list.len() >= MIN_USER_ITEMS), short.height
 
@@ -228,11 +263,17 @@ def _sessions(sequences: pl.DataFrame, config: ImportConfig) -> dict[str, pl.Dat
     windows = long.rolling(index_column="pos", period=f"{config.window}i", closed="left", group_by="order").agg(
         pl.col("id").alias("prev_items")
     )
-    pairs = long.join(windows, on=["order", "pos"]).sort("order", "pos").select(
-        "user", "pos", "n", "prev_items", pl.col("id").alias("next_item"), pl.lit(LOCALE).alias("locale")
+    pairs = (
+        long.join(windows, on=["order", "pos"])
+        .sort("order", "pos")
+        .select("user", "pos", "n", "prev_items", pl.col("id").alias("next_item"), pl.lit(LOCALE).alias("locale"))
     )
     train_end = pl.col("n") - 2
-    first_target = pl.max_horizontal(pl.lit(MIN_SESSION_LENGTH), train_end - config.prefixes) if config.prefixes else pl.lit(MIN_SESSION_LENGTH)
+    first_target = (
+        pl.max_horizontal(pl.lit(MIN_SESSION_LENGTH), train_end - config.prefixes)
+        if config.prefixes
+        else pl.lit(MIN_SESSION_LENGTH)
+    )
     return {
         "train": pairs.filter((pl.col("pos") >= first_target) & (pl.col("pos") < train_end)),
         "valid": pairs.filter(pl.col("pos") == train_end),

@@ -32,11 +32,18 @@ def read_sequences(path: Path) -> pl.DataFrame:
     for row, (user, value) in enumerate(users.items(), 1):
         _encodable(user, path, row, "user")
         if not isinstance(value, list):
-            raise DataFormatError(path, f"user {user!r}: expected a list of items, got {_json_type(value)}", row=row, field="items")
-        wrong = next((i for i, item in enumerate(value) if isinstance(item, bool) or not isinstance(item, int | str)), None)
+            raise DataFormatError(
+                path, f"user {user!r}: expected a list of items, got {_json_type(value)}", row=row, field="items"
+            )
+        wrong = next(
+            (i for i, item in enumerate(value) if isinstance(item, bool) or not isinstance(item, int | str)), None
+        )
         if wrong is not None:
             raise DataFormatError(
-                path, f"user {user!r}, item {wrong + 1}: expected a number or a string, got {_json_type(value[wrong])}", row=row, field="items"
+                path,
+                f"user {user!r}, item {wrong + 1}: expected a number or a string, got {_json_type(value[wrong])}",
+                row=row,
+                field="items",
             )
         for item in value:
             if isinstance(item, str):
@@ -57,7 +64,12 @@ def read_items(path: Path) -> pl.DataFrame:
     fields: dict[str, list] = {"title": [], **{name: [] for name in TEXT_FIELDS}}
     for row, (item, entry) in enumerate(entries.items(), 1):
         if not isinstance(entry, dict):
-            raise DataFormatError(path, f"item {item!r}: expected an object of attributes, got {_json_type(entry)}", row=row, field="title")
+            raise DataFormatError(
+                path,
+                f"item {item!r}: expected an object of attributes, got {_json_type(entry)}",
+                row=row,
+                field="title",
+            )
         title = entry.get("title")
         if not isinstance(title, str):
             shown = "no title" if title is None else f"a title of type {_json_type(title)}"
@@ -121,7 +133,9 @@ def _load_object(path: Path, meaning: str) -> dict:
     except _DuplicateKey as error:
         raise DataFormatError(path, f"key {error.args[0]!r} appears twice in one object", field=error.args[0]) from None
     except json.JSONDecodeError as error:
-        raise DataFormatError(path, f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})") from None
+        raise DataFormatError(
+            path, f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
     except (UnicodeDecodeError, RecursionError) as error:
         raise DataFormatError(path, f"not valid JSON: {type(error).__name__}") from None
     if not isinstance(data, dict):

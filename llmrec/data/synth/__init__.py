@@ -72,7 +72,9 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     # Every locale keeps enough products for 100-item lists, even at the tiny scale.
-    products_per_locale = {loc: max(300, round(n * config.fraction**CATALOG_GROWTH)) for loc, n in REAL_PRODUCTS.items()}
+    products_per_locale = {
+        loc: max(300, round(n * config.fraction**CATALOG_GROWTH)) for loc, n in REAL_PRODUCTS.items()
+    }
     progress("catalog")
     catalog = build_catalog(rng, products_per_locale)
     frames = []
@@ -106,14 +108,18 @@ def generate(out: str | Path, config: SynthConfig, progress: Callable[[str], Non
     products = listed.slice(0, round(listed.height * (1 - UNLISTED_SHARE)))
     io.write_csv(products, out / f"{PRODUCTS_FILE}.csv")
     write_sessions(sessions.filter(pl.col("part") == "train"), out / f"{TRAIN_FILE}.csv")
-    titles = catalog.listings.select(pl.col("id").alias("next_item"), "locale", pl.col("title").alias("next_item_title"))
+    titles = catalog.listings.select(
+        pl.col("id").alias("next_item"), "locale", pl.col("title").alias("next_item_title")
+    )
     for task in (1, 2, 3):
         for phase in (1, 2):
             part = sessions.filter(pl.col("part") == f"{task}.{phase}")
             write_sessions(part.drop("next_item"), out / f"{test_file(task, phase)}.csv")
             truth = part.select("next_item", pl.col("locale").cast(pl.String))
             if task == 3:
-                truth = truth.join(titles, on=["next_item", "locale"], how="left", maintain_order="left").select("next_item_title", "locale")
+                truth = truth.join(titles, on=["next_item", "locale"], how="left", maintain_order="left").select(
+                    "next_item_title", "locale"
+                )
             io.write_csv(truth, out / f"{ground_truth_file(task, phase)}.csv")
     io.write_yaml(asdict(config) | {"generator": GENERATOR_VERSION}, manifest)
     progress(f"done in {time.perf_counter() - started:.1f}s")

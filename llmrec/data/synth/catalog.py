@@ -88,7 +88,10 @@ class Vocab:
             type_price=np.array([t["price"] for _, t in types], dtype=float),
             type_category=np.array([c for c, _ in types]),
             type_adjectives=type_adjectives,
-            type_materials=[np.array([material_names.index(m) for m in t.get("materials", material_names)], dtype=np.int64) for _, t in types],
+            type_materials=[
+                np.array([material_names.index(m) for m in t.get("materials", material_names)], dtype=np.int64)
+                for _, t in types
+            ],
             adjectives={lang: np.array([a[lang] for a in adjectives], dtype=object) for lang in LANGS},
             complements=[np.array([keys.index(k) for k in t["complements"]]) for _, t in types],
             schemes=[np.array(raw["size_schemes"][k], dtype=object) for k in scheme_keys],
@@ -149,7 +152,9 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     # then have the structure of a large catalog's.
     category_rank = rng.permutation(vocab.type_category.max() + 1)
     type_order = np.lexsort((np.arange(n_types), category_rank[vocab.type_category]))
-    listed_types = np.concatenate([np.full(n, min(n_types, max(1, n // FAMILIES_PER_TYPE))) for n in n_families_home.values()])
+    listed_types = np.concatenate(
+        [np.full(n, min(n_types, max(1, n // FAMILIES_PER_TYPE))) for n in n_families_home.values()]
+    )
     ftype = type_order[(rng.random(n_fam) * listed_types).astype(np.int64)]
     n_brands = max(20, n_fam // 12)
     brand_category = rng.integers(0, vocab.type_category.max() + 1, n_brands)
@@ -187,7 +192,9 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     scheme_sizes = np.array([len(s) for s in vocab.schemes])
     n_sizes = scheme_sizes[vocab.type_scheme[ptype]]
     base_size = rng.integers(0, np.maximum(n_sizes, 1))
-    size_index = np.where(n_sizes > 0, (base_size + rank_in_family // 2 * (rng.random(n_products) < 0.6)) % np.maximum(n_sizes, 1), -1)
+    size_index = np.where(
+        n_sizes > 0, (base_size + rank_in_family // 2 * (rng.random(n_products) < 0.6)) % np.maximum(n_sizes, 1), -1
+    )
     has_colors = vocab.type_has_colors[ptype]
     # Later variants step through the colors from the first variant's (and every other one,
     # often through the sizes too), so a family's variants are distinct.
@@ -204,7 +211,9 @@ def build_catalog(rng: np.random.Generator, products_per_locale: dict[str, int],
     low = np.where(pbook, book_low, vocab.type_price[ptype, 0])
     high = np.where(pbook, book_high, vocab.type_price[ptype, 1])
     family_level = np.exp(rng.uniform(0, 1, n_fam))[product_family]
-    price_eur = (low + (high - low) * (family_level - 1) / (np.e - 1)) * np.where(pbook, 1.0, (1 + 0.12 * np.maximum(size_index, 0)) * pack**0.8)
+    price_eur = (low + (high - low) * (family_level - 1) / (np.e - 1)) * np.where(
+        pbook, 1.0, (1 + 0.12 * np.maximum(size_index, 0)) * pack**0.8
+    )
     products = pl.DataFrame(
         {
             "product": np.arange(n_products),
@@ -242,7 +251,9 @@ def _pick(rng: np.random.Generator, options: list[np.ndarray], ftype: np.ndarray
     return np.where(rng.random(ftype.size) < share, chosen, -1)
 
 
-def _listings(rng: np.random.Generator, families: pl.DataFrame, products: pl.DataFrame, targets: dict[str, int]) -> pl.DataFrame:
+def _listings(
+    rng: np.random.Generator, families: pl.DataFrame, products: pl.DataFrame, targets: dict[str, int]
+) -> pl.DataFrame:
     """Each family is listed in its home locale; whole families are imported into other locales."""
     home = families["home"].to_numpy()
     sizes = families["n_variants"].to_numpy()
@@ -275,10 +286,14 @@ def _lookup(values: np.ndarray, index: np.ndarray) -> pl.Series:
     return _strings(out)
 
 
-def _with_text(rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: pl.DataFrame, listings: pl.DataFrame) -> pl.DataFrame:
+def _with_text(
+    rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: pl.DataFrame, listings: pl.DataFrame
+) -> pl.DataFrame:
     """Localized titles, attribute columns, descriptions and prices for every listing."""
     frame = listings.join(products, on=["product", "family"], how="left").join(
-        families.select("family", "brand", "model", "material", "adjective", "template", "appeal"), on="family", how="left"
+        families.select("family", "brand", "model", "material", "adjective", "template", "appeal"),
+        on="family",
+        how="left",
     )
     brands = _brand_names(rng, raw["brand_parts"], int(families["brand"].max()) + 1)
     parts = []
@@ -292,7 +307,9 @@ def _with_text(rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: p
         size_idx = part["size_index"].to_numpy()
         sizes = _sizes(vocab, scheme, size_idx)
         pack = part["pack"].to_numpy()
-        pack_text = np.where(pack > 1, np.char.replace(np.full(pack.size, raw["pack"][lang]), "{n}", pack.astype(str)), None)
+        pack_text = np.where(
+            pack > 1, np.char.replace(np.full(pack.size, raw["pack"][lang]), "{n}", pack.astype(str)), None
+        )
         fields = pl.DataFrame(
             {
                 "brand": _strings(brands[part["brand"].to_numpy()]),
@@ -311,16 +328,31 @@ def _with_text(rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: p
         books = _book_text(rng, raw["books"], lang, part.height)
         currency = CURRENCY[loc]
         price = part["price_eur"].to_numpy() * currency * rng.uniform(0.9, 1.1, part.height)
-        price = np.round(price) if currency > 100 else np.where(rng.random(part.height) < 0.6, np.ceil(price) - 0.01, np.round(price, 2))
-        price = np.where(rng.random(part.height) < PRICE_MISSING, PRICE_PLACEHOLDER, np.maximum(price, 1 if currency > 100 else 0.5))
+        price = (
+            np.round(price)
+            if currency > 100
+            else np.where(rng.random(part.height) < 0.6, np.ceil(price) - 0.01, np.round(price, 2))
+        )
+        price = np.where(
+            rng.random(part.height) < PRICE_MISSING, PRICE_PLACEHOLDER, np.maximum(price, 1 if currency > 100 else 0.5)
+        )
         # Attribute columns are often empty even when the title names the value.
         keep = pl.DataFrame({f"keep_{k}": rng.random(part.height) >= p for k, p in EMPTY_FIELD.items()})
         columns = pl.concat(
             [
                 fields,
                 keep,
-                pl.DataFrame({"is_book": part["book"], "title": title, "desc": desc, "book_title": books["title"],
-                              "author": books["author"], "genre": books["genre"], "price": price}),
+                pl.DataFrame(
+                    {
+                        "is_book": part["book"],
+                        "title": title,
+                        "desc": desc,
+                        "book_title": books["title"],
+                        "author": books["author"],
+                        "genre": books["genre"],
+                        "price": price,
+                    }
+                ),
             ],
             how="horizontal",
         )
@@ -336,8 +368,12 @@ def _with_text(rng, vocab: Vocab, raw: dict, families: pl.DataFrame, products: p
             pl.when(book).then("author").alias("author"),
             pl.when(pl.col("keep_desc")).then(pl.when(book).then("genre").otherwise("desc")).alias("desc"),
         )
-        parts.append(pl.concat([part.select("product", "family", "locale_index", "id", "appeal"), text], how="horizontal"))
-    return pl.concat(parts).with_columns(pl.col("locale_index").replace_strict(list(range(6)), list(LOCALES)).alias("locale"))
+        parts.append(
+            pl.concat([part.select("product", "family", "locale_index", "id", "appeal"), text], how="horizontal")
+        )
+    return pl.concat(parts).with_columns(
+        pl.col("locale_index").replace_strict(list(range(6)), list(LOCALES)).alias("locale")
+    )
 
 
 def _sizes(vocab: Vocab, scheme: np.ndarray, size_idx: np.ndarray) -> np.ndarray:
@@ -352,7 +388,9 @@ def _render(templates: list[str], fields: pl.DataFrame) -> pl.Series:
     expression = None
     for i, template in enumerate(templates):
         rendered = pl.concat_str([_segment(segment) for segment in template.split("|")], ignore_nulls=True)
-        expression = pl.when(choice == i).then(rendered) if expression is None else expression.when(choice == i).then(rendered)
+        expression = (
+            pl.when(choice == i).then(rendered) if expression is None else expression.when(choice == i).then(rendered)
+        )
     return fields.select(expression.otherwise(None).str.strip_chars(" ,").alias("text")).to_series()
 
 
@@ -366,9 +404,11 @@ def _brand_names(rng: np.random.Generator, parts: dict, n: int) -> np.ndarray:
     start = np.array(parts["start"], dtype=object)
     end = np.array(parts["end"], dtype=object)
     middle = np.array([s.lower() for s in parts["start"]], dtype=object)
-    names = start[rng.integers(0, start.size, n)] + np.where(
-        rng.random(n) < 0.35, middle[rng.integers(0, middle.size, n)], ""
-    ) + end[rng.integers(0, end.size, n)]
+    names = (
+        start[rng.integers(0, start.size, n)]
+        + np.where(rng.random(n) < 0.35, middle[rng.integers(0, middle.size, n)], "")
+        + end[rng.integers(0, end.size, n)]
+    )
     upper = rng.random(n) < 0.25
     names[upper] = np.char.upper(names[upper].astype(str)).astype(object)
     return names
@@ -376,17 +416,35 @@ def _brand_names(rng: np.random.Generator, parts: dict, n: int) -> np.ndarray:
 
 def _book_text(rng: np.random.Generator, books: dict, lang: str, n: int) -> dict[str, pl.Series]:
     words = np.array(books["title_words"][lang], dtype=object)
-    patterns = pl.Series(np.array(books["title_patterns"][lang], dtype=object)[rng.integers(0, len(books["title_patterns"][lang]), n)], dtype=pl.String)
+    patterns = pl.Series(
+        np.array(books["title_patterns"][lang], dtype=object)[rng.integers(0, len(books["title_patterns"][lang]), n)],
+        dtype=pl.String,
+    )
     a, b, c = (pl.Series(words[rng.integers(0, words.size, n)], dtype=pl.String) for _ in range(3))
-    title = pl.DataFrame({"p": patterns, "a": a, "b": b, "c": c}).select(
-        pl.col("p").str.replace("{a}", pl.col("a"), literal=True).str.replace("{b}", pl.col("b"), literal=True).str.replace("{c}", pl.col("c"), literal=True)
-    ).to_series()
+    title = (
+        pl.DataFrame({"p": patterns, "a": a, "b": b, "c": c})
+        .select(
+            pl.col("p")
+            .str.replace("{a}", pl.col("a"), literal=True)
+            .str.replace("{b}", pl.col("b"), literal=True)
+            .str.replace("{c}", pl.col("c"), literal=True)
+        )
+        .to_series()
+    )
     fmt = np.array(books["formats"][lang], dtype=object)[rng.integers(0, len(books["formats"][lang]), n)]
     first = np.array(books["first_names"][lang], dtype=object)[rng.integers(0, len(books["first_names"][lang]), n)]
     last = np.array(books["last_names"][lang], dtype=object)[rng.integers(0, len(books["last_names"][lang]), n)]
     author = first + " " + last if lang != "ja" else last + " " + first
     genre = np.array([g[lang] for g in books["genres"]], dtype=object)[rng.integers(0, len(books["genres"]), n)]
-    fields = pl.DataFrame({"title": title, "format": pl.Series(fmt, dtype=pl.String), "author": pl.Series(author, dtype=pl.String), "genre": pl.Series(genre, dtype=pl.String), "template": rng.integers(0, 2, n)})
+    fields = pl.DataFrame(
+        {
+            "title": title,
+            "format": pl.Series(fmt, dtype=pl.String),
+            "author": pl.Series(author, dtype=pl.String),
+            "genre": pl.Series(genre, dtype=pl.String),
+            "template": rng.integers(0, 2, n),
+        }
+    )
     return {"title": _render(books_templates(lang), fields), "author": fields["author"], "genre": fields["genre"]}
 
 

@@ -146,7 +146,9 @@ class LocaleMarket:
         return np.where(self.size_key[position] == wanted, self.size_key_listing[position], -1)
 
 
-def _carousels(rng: np.random.Generator, family_type: np.ndarray, appeal: np.ndarray, complement_types: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _carousels(
+    rng: np.random.Generator, family_type: np.ndarray, appeal: np.ndarray, complement_types: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per family, CAROUSEL competitor and complement families ranked by appeal.
 
     Families stand on one circular shelf, sorted by type (types of a category are adjacent in
@@ -219,7 +221,9 @@ def simulate(
         n = active_count[t]
         move = _draw(rng, move_cdf[intent[:n]])
         # The next item is never a repeat, and the first step has no earlier item.
-        again = ((lengths[:n] == t) & ((move == REPEAT_LAST) | (move == REPEAT_EARLIER))) | ((t == 1) & (move == REPEAT_EARLIER))
+        again = ((lengths[:n] == t) & ((move == REPEAT_LAST) | (move == REPEAT_EARLIER))) | (
+            (t == 1) & (move == REPEAT_EARLIER)
+        )
         move[again] = _fresh(rng, fresh_cdf[intent[:n][again]])
         at = starts[:n] + t
         new = _step(rng, market, habits, move, path, starts[:n], at)
@@ -251,7 +255,9 @@ def _carousel_click(rng: np.random.Generator, carousel: np.ndarray, decay: float
     return carousel[np.arange(carousel.shape[0]), rank]
 
 
-def _step(rng, market: LocaleMarket, habits: Habits, move: np.ndarray, path: np.ndarray, starts: np.ndarray, at: np.ndarray) -> np.ndarray:
+def _step(
+    rng, market: LocaleMarket, habits: Habits, move: np.ndarray, path: np.ndarray, starts: np.ndarray, at: np.ndarray
+) -> np.ndarray:
     """The items at path positions `at` (one per session, after its `starts`) given the moves.
     Fresh moves start from the current page or, after the back button, from the one before,
     and never stay on either (redrawn, then a search)."""
@@ -293,7 +299,9 @@ def _open(rng, market: LocaleMarket, habits: Habits, move: np.ndarray, origin: n
 
     chosen = move == COMPARE
     if chosen.any():
-        new[chosen] = market.variants.heaviest(_carousel_click(rng, market.competitors[family[chosen]], habits.carousel_decay))
+        new[chosen] = market.variants.heaviest(
+            _carousel_click(rng, market.competitors[family[chosen]], habits.carousel_decay)
+        )
 
     chosen = move == COMPLEMENT
     if chosen.any():
@@ -313,7 +321,9 @@ def _avoid_session_items(rng, market: LocaleMarket, habits: Habits, path, starts
     something new), then searches, until none does."""
     n_listings = market.ids.size
     session_of_item = np.repeat(np.arange(lengths.size), lengths)
-    item_index = np.repeat(starts, lengths) + (np.arange(lengths.sum()) - np.repeat(np.r_[0, np.cumsum(lengths)[:-1]], lengths))
+    item_index = np.repeat(starts, lengths) + (
+        np.arange(lengths.sum()) - np.repeat(np.r_[0, np.cumsum(lengths)[:-1]], lengths)
+    )
     seen = np.unique(session_of_item * n_listings + path[item_index])
     final = starts + lengths
     todo = np.arange(lengths.size)
