@@ -87,3 +87,29 @@ def test_real_text_signals_ground_titles_through_the_cli(tiny_data, tmp_path, ca
         "s_content" in report["reranker"][0]["importance"]
         and "text_similarity_last" in report["reranker"][0]["importance"]
     )
+
+
+def test_sasrec_is_a_candidate_source_and_scores_every_candidate(tiny_data, tmp_path):
+    """candidates.sasrec_top adds SASRec's own best items (r_sasrec) and its score of every
+    candidate, whichever source proposed it (s_sasrec), as reranker features."""
+    from llmrec.baselines.common import item_popularity, numbered
+    from llmrec.baselines.sasrec_config import SasrecConfig
+    from llmrec.data.item_index import ItemIndex
+    from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSources
+
+    split = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
+    index = ItemIndex.from_split(split)
+    popular = item_popularity(split, index, 1.0, 0.1)
+    tiny = SasrecConfig(dim=16, blocks=1, heads=1, epochs=1, threads=1)
+    sources = CandidateSources(CandidateConfig(sasrec=tiny, sasrec_top=20), split, index, popular)
+    assert "sasrec" in sources.names
+    frame = sources.generate(numbered(split.sessions.head(30)))
+    own = frame.filter(pl.col("r_sasrec") < MISSING_RANK)
+    others = frame.filter(pl.col("r_sasrec") == MISSING_RANK)
+    assert own["query"].n_unique() == 30 and others.height > 0
+    assert (others["s_sasrec"] != 0).all()  # scored although SASRec did not propose them
+    settings = config(
+        tiny_data, "task=1", "candidates.sasrec_top=20", "candidates.sasrec.dim=16", "candidates.sasrec.epochs=1"
+    )
+    lists, report = rank(settings, tmp_path / "out.parquet")
+    assert "sasrec" in report.candidate_recall and "s_sasrec" in report.reranker[0]["importance"]

@@ -252,3 +252,28 @@ def test_two_runs_give_the_same_lists(tiny_data, tmp_path):
     first, _ = rank(settings, tmp_path / "first.parquet")
     second, _ = rank(settings, tmp_path / "second.parquet")
     assert first.equals(second)
+
+
+def history_in_lists(lists: pl.DataFrame, split) -> int:
+    """How many lists hold one of their session's own items."""
+    overlap = lists.with_columns(split.sessions["prev_items"]).select(
+        pl.col("next_item_prediction").list.set_intersection("prev_items").list.len()
+    )
+    return int((overlap.to_series() > 0).sum())
+
+
+def test_history_items_stay_rankable_when_the_protocol_allows_them(tiny_data, tmp_path):
+    """split.exclude_history=false (leave-one-out review data) lets session items into the lists,
+    through the candidates as well as the fill; the default keeps them out."""
+    from llmrec.baselines import BaselineConfig, run_baseline
+
+    kept = SplitConfig(exclude_history=False)
+    split = load_task_split(AmazonM2(tiny_data), 1, kept)
+    lists, _ = rank(
+        config(tiny_data, "task=1", "reranker.kind=fusion", "split.exclude_history=false"), tmp_path / "a.pq"
+    )
+    assert history_in_lists(lists, split) > split.sessions.height // 4  # repeats are common in sessions
+    covisit = run_baseline("covisit", split, BaselineConfig())
+    assert history_in_lists(covisit, split) > split.sessions.height // 4
+    default = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
+    assert history_in_lists(run_baseline("covisit", default, BaselineConfig()), default) == 0

@@ -142,7 +142,7 @@ def test_candidate_scores_match_the_sessions_own_ranking(fitted):
 
 def test_sasrec_settings_come_from_overrides_and_bound_training_time():
     run = load_config(BaselineRun, None, ["baseline.sasrec.dim=32"])
-    assert run.baseline.sasrec.dim == 32 and run.baseline.sasrec.exclude_session_items
+    assert run.baseline.sasrec.dim == 32
     assert run.baseline.sasrec.max_minutes > 0  # the default bounds training time
     with pytest.raises(ConfigError, match="multiple of heads"):
         SasrecNet(SasrecConfig(dim=30, heads=4), num_items=10)

@@ -95,7 +95,7 @@ def recommend(recommender: Recommender | SessionRecommender, split: TaskSplit, c
         else:
             items = query_items(chunk, index, recommender.max_session_items, recommender.recency_decay)
             scored = recommender.score(items)
-        parts.append(finalize(chunk, index, scored, popular, config.k))
+        parts.append(finalize(chunk, index, scored, popular, config.k, split.exclude_history))
     if not parts:
         return pl.DataFrame(schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)})
     return pl.concat(parts)

@@ -84,21 +84,28 @@ def item_popularity(
     return counts.select("locale", "item", score.alias("score")).sort("score", "item", descending=[True, False])
 
 
+def history_items(queries: pl.DataFrame, index: ItemIndex, exclude_history: bool = True) -> pl.DataFrame:
+    """(query, item) of the items a ranked list must leave out: each session's own items, or
+    none when history items stay rankable."""
+    if not exclude_history:
+        queries = queries.head(0)
+    return index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+
+
 def finalize(
     queries: pl.DataFrame,
     index: ItemIndex,
     scored: pl.DataFrame,
     popular: pl.DataFrame,
     k: int,
+    exclude_history: bool = True,
 ) -> pl.DataFrame:
     """Top-k ids per query, in query order: every scored candidate first, whatever its score
     (a reranker's scores are unbounded, negative ones included), best first; then the locale's
     popular items as a fill. Ties are broken by item code, so the lists are a pure function of
-    the scores. Session items and ids of other locales never appear; exactly k distinct ids
-    whenever the locale has that many items."""
-    session_items = index.encode(
-        queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id"
-    )
+    the scores. Ids of other locales never appear, nor session items with `exclude_history`;
+    exactly k distinct ids whenever the locale has that many items."""
+    session_items = history_items(queries, index, exclude_history)
     scored = scored.select("query", "item", pl.col("score").cast(pl.Float64))
     ranked = _rank(queries, session_items, scored, popular, k, extra=20)
     counts = ranked.group_by("query").len()

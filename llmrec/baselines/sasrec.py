@@ -32,13 +32,14 @@ class Sasrec:
         self.index: ItemIndex | None = None
         self.locale_names: pl.Series | None = None
         self.item_groups: np.ndarray | None = None  # the locale number of every item code
+        self.exclude_history = True  # the split's protocol, read at fit
 
     def fit(self, split: TaskSplit, index: ItemIndex) -> None:
         from llmrec.baselines.sasrec_model import fit_sasrec
 
         frame = all_events(split, index, self.config.include_unlabelled).sort("seq", "pos")
         sequences = _sequences(frame["seq"].to_numpy(), frame["item"].to_numpy())
-        self.index = index
+        self.index, self.exclude_history = index, split.exclude_history
         locales = index.items["locale"].cast(pl.String)
         self.locale_names = locales.unique().sort()
         self.item_groups = self._groups(locales)
@@ -56,7 +57,7 @@ class Sasrec:
             self.net,
             sequences,
             self.config.top,
-            self.config.exclude_session_items,
+            self.exclude_history,
             query_groups,
             item_groups,
             self.config.score_memory_mb,

@@ -21,7 +21,6 @@ class SasrecConfig:
     negatives: int = 1024  # above it: sampled softmax over the positive and this many shared negatives
     sampling: Literal["uniform", "popularity"] = "popularity"  # how negatives are drawn (logQ-corrected)
     top: int = 100  # items kept per session (the candidate budget)
-    exclude_session_items: bool = True  # M2's next item is never a session item; review data allows them
     include_unlabelled: bool = True  # also learn from the inputs of sessions whose next item is unknown
     seed: int = 0
     threads: int = 1  # torch threads; on a shared, loaded CPU more threads can be far slower

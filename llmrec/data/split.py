@@ -38,6 +38,9 @@ class SplitConfig:
     seed: int = 0
     limit: int = 0  # predict only the first N sessions of the split (0: all): quick runs of slow methods
     offset: int = 0  # skip the first N sessions of the split (with `limit`: a window of it)
+    # Session items are never ranked (M2: the next item is never one of them); false lets them be
+    # recommended, as the leave-one-out protocol of review datasets allows.
+    exclude_history: bool = True
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class TaskSplit:
     history: pl.DataFrame  # labelled sessions to learn from: session_id, prev_items, locale, next_item
     unlabelled: pl.DataFrame  # prev_items of sessions whose next item is unknown here (fair input)
     catalog: pl.DataFrame  # the product table (id, locale, title, price, attributes)
+    exclude_history: bool = True  # session items never appear in a ranked list (SplitConfig.exclude_history)
 
 
 def train_valid_split(
@@ -146,4 +150,5 @@ def _task_split(data, task, config, sessions, targets, history, unlabelled) -> T
         if unlabelled
         else pl.DataFrame(schema={"prev_items": pl.List(pl.String), "locale": history["locale"].dtype}),
         catalog=data.products(),
+        exclude_history=config.exclude_history,
     )

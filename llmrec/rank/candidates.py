@@ -2,10 +2,11 @@
 (`s_<source>`, `r_<source>`), so the reranker learns how far to trust each one.
 
 Sources: co-visitation tables with different weightings, co-visitation by product id across
-all locales (evidence from the large locales for ES/FR/IT), session-KNN, the locale's popular
+all locales (evidence from the large locales for ES/FR/IT), session-KNN, SASRec (a sequence
+model trained on the split; off by default, as it trains for minutes), the locale's popular
 items, products whose text is nearest to the session's last item, and products grounded from
-the LLM's generated titles. Session items are never candidates: the next item never repeats
-one.
+the LLM's generated titles. Session items are never candidates unless the split keeps history
+rankable (`split.exclude_history=false`).
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Callable
 
 import polars as pl
 
-from llmrec.baselines.common import all_events, query_items
+from llmrec.baselines.common import all_events, history_items, query_items
 from llmrec.baselines.covisit import Covisitation, CovisitConfig, Weighting, covisitation
+from llmrec.baselines.sasrec import Sasrec
+from llmrec.baselines.sasrec_config import SasrecConfig
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.errors import ConfigError
 
 MISSING_RANK = 1000  # the rank of a candidate a source did not propose
-BUILT_IN_SOURCES = ("global", "sknn", "popularity", "content", "grounded")  # besides the named co-visitation tables
+# Sources besides the named co-visitation tables.
+BUILT_IN_SOURCES = ("global", "sknn", "sasrec", "popularity", "content", "grounded")
 
 
 def _default_covisit() -> list[CovisitConfig]:
@@ -53,6 +57,9 @@ class CandidateConfig:
     global_top: int = 40
     sknn: SknnConfig = field(default_factory=SknnConfig)
     sknn_top: int = 50
+    sasrec: SasrecConfig = field(default_factory=SasrecConfig)
+    # SASRec's best items per session (0: off); every candidate then also gets its SASRec score.
+    sasrec_top: int = 0
     popularity_top: int = 30
     content_top: int = 30  # nearest products by text embedding to the last session item (needs titles)
     grounded_top: int = 50  # products grounded from the generated titles (needs --titles)
@@ -81,7 +88,7 @@ class CandidateSources:
     ):
         """`popularity`: (locale, item, score); `grounded`: (query, item, ground_score,
         similarity, retrieval_rank, hits) for the split's sessions, or None."""
-        self.config, self.index = config, index
+        self.config, self.index, self.exclude_history = config, index, split.exclude_history
         names = [c.name for c in config.covisit]
         if len(set(names)) != len(names) or set(BUILT_IN_SOURCES) & set(names):
             raise ConfigError(f"candidates.covisit: names must be distinct and not a built-in source name, got {names}")
@@ -95,6 +102,9 @@ class CandidateSources:
         self.sknn = SessionKnn(config.sknn) if config.sknn_top else None
         if self.sknn is not None:
             self.sknn.fit(split, index)
+        self.sasrec = Sasrec(config.sasrec) if config.sasrec_top else None
+        if self.sasrec is not None:
+            self.sasrec.fit(split, index)
         self.popular = popularity.group_by("locale", maintain_order=True).head(config.popularity_top)
         self.neighbors = neighbors if config.content_top else None
         self.grounded = grounded if config.grounded_top else None
@@ -104,6 +114,7 @@ class CandidateSources:
         names = [c.name for c in self.covisit]
         names += ["global"] if self.global_table is not None else []
         names += ["sknn"] if self.sknn is not None else []
+        names += ["sasrec"] if self.sasrec is not None else []
         names += ["popularity"] if self.config.popularity_top else []
         names += ["content"] if self.neighbors is not None else []
         names += ["grounded"] if self.grounded is not None else []
@@ -124,6 +135,8 @@ class CandidateSources:
         if self.sknn is not None:
             items = query_items(queries, self.index, self.sknn.max_session_items, self.sknn.recency_decay)
             proposals.append(("sknn", self.sknn.score(items), config.sknn_top))
+        if self.sasrec is not None:
+            proposals.append(("sasrec", self.sasrec.score_sessions(queries), config.sasrec_top))
         if config.popularity_top:
             popular = queries.select("query", "locale").join(self.popular, on="locale").select("query", "item", "score")
             proposals.append(("popularity", popular, config.popularity_top))
@@ -134,15 +147,17 @@ class CandidateSources:
                 "query", "item", pl.col("ground_score").alias("score")
             )
             proposals.append(("grounded", grounded, config.grounded_top))
-        session_items = self.index.encode(
-            queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id"
-        )
+        session_items = history_items(queries, self.index, self.exclude_history)
         parts = [_top(frame, name, top, session_items) for name, frame, top in proposals]
         wide = pl.concat(parts, how="diagonal").group_by("query", "item").agg(pl.all().max())
-        return wide.with_columns(
+        wide = wide.with_columns(
             *[pl.col(f"s_{name}").fill_null(0.0) for name in self.names],
             *[pl.col(f"r_{name}").fill_null(MISSING_RANK) for name in self.names],
         ).sort("query", "item")
+        if self.sasrec is not None:  # the sequence model's opinion of every candidate, not only its own
+            scores = self.sasrec.score_candidates(queries, wide.select("query", "item"))["score"]
+            wide = wide.with_columns(scores.cast(pl.Float32).alias("s_sasrec"))
+        return wide
 
     def _content(self, queries: pl.DataFrame) -> pl.DataFrame:
         """Text neighbours of each session's last item, scored by cosine similarity."""

@@ -97,7 +97,11 @@ def prepare_split(
     grounded = None
     if titles is not None and text is not None and config.candidates.grounded_top:
         titles = titles.join(queries.select("session_id"), on="session_id", how="semi")
-        grounded = text.ground(titles, split.sessions, popular_ids(popular, index))
+        # Grounding leaves out the items a list may not hold: the session's own, unless history stays rankable.
+        excluded = (
+            split.sessions if split.exclude_history else split.sessions.with_columns(pl.col("prev_items").list.head(0))
+        )
+        grounded = text.ground(titles, excluded, popular_ids(popular, index))
         grounded = grounded.join(queries.select("query", "session_id"), on="session_id").drop("session_id")
         grounded = index.encode(
             grounded.with_columns(pl.col("locale").cast(index.items["locale"].dtype)), "id"
@@ -423,7 +427,7 @@ def _ranked(
 
 def _top_k(state: SplitState, scored: pl.DataFrame, chunk: int, config: RecommendConfig) -> pl.DataFrame:
     queries = state.queries.slice(chunk * config.chunk_size, config.chunk_size)
-    return finalize(queries, state.index, scored, state.popular, config.k)
+    return finalize(queries, state.index, scored, state.popular, config.k, state.split.exclude_history)
 
 
 class _Recall:
