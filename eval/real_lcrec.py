@@ -1,0 +1,293 @@
+"""Real titles: llmrec on an LC-Rec / TIGER-format review dataset (Amazon 2018 Industrial &
+Scientific), the papers' protocol (leave-one-out, whole catalogue, history items rankable,
+HR@5/10 and NDCG@5/10 on every test user), one row per method beside the ID-only baselines.
+
+Every step is an `llmrec` verb on the imported folder, run as a user would (its outputs and
+resolved configs land under --out, and a rerun reuses what is there):
+
+- import: `llmrec data import lcrec`;
+- ID-only rows: `llmrec baseline popularity|covisit|sknn|sasrec --split test`;
+- the last title grounded: e5 neighbours of the last item (`recommend`, fusion of the content
+  source alone), what an LLM that only copies the last title reaches after grounding;
+- hybrid (ids + text): `llmrec recommend --split test`, LightGBM over co-visitation, SKNN,
+  SASRec and text neighbours, learned on the validation sessions;
+- with --llm-steps N > 0, the LLM rows: `llmrec finetune --task 3` for N steps (LoRA), titles
+  for the validation and test users (`llmrec generate`), their BLEU beside the last title's and
+  co-visitation's top item's (overall and by history length), "LLM grounded" (the generated
+  titles grounded by e5 + faiss, BIGRec-style) and the hybrid with the LLM's grounded titles as
+  a source and features, learned from titles generated for its own training (validation)
+  sessions.
+
+Each row prints its training budget: steps and CPU minutes of the verbs behind it.
+
+    python eval/real_lcrec.py --data ../shared/data/amazon-scientific-2018 --llm-steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+CUTOFFS = ("hr@5", "hr@10", "ndcg@5", "ndcg@10")
+PROTOCOL = ["split.exclude_history=false"]  # the papers rank history items too
+SASREC = ["dropout=0.5", "epochs=30"]  # picked on the validation users (HR@10), see the README
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def llmrec(*args: str, log: Path) -> float:
+    """Runs one verb (output to `log`), returns its CPU seconds."""
+    before = children_cpu()
+    with log.open("a") as stream:
+        stream.write(f"\n$ llmrec {' '.join(args)}\n")
+        stream.flush()
+        done = subprocess.run([sys.executable, "-m", "llmrec", *args], stdout=stream, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"llmrec {args[0]} failed (exit {done.returncode}); see {log}")
+    return children_cpu() - before
+
+
+def find_inputs(folder: Path) -> tuple[Path, Path]:
+    inter, items = sorted(folder.glob("*.inter.json")), sorted(folder.glob("*.item.json"))
+    if len(inter) != 1 or len(items) != 1:
+        raise SystemExit(f"{folder}: expected one *.inter.json and one *.item.json")
+    return inter[0], items[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/amazon-scientific-2018"))
+    parser.add_argument("--out", type=Path, default=Path("runs/real-lcrec"))
+    parser.add_argument(
+        "--llm-steps", type=int, default=0, help="LoRA steps for the LLM rows (0: ID and text rows only)"
+    )
+    parser.add_argument("--model", default="smollm2-135m", help="base LLM (a default model, folder or hub id)")
+    parser.add_argument("--backend", default="vllm", help="generation backend: vllm or hf")
+    parser.add_argument(
+        "--lora",
+        nargs="*",
+        default=["lora.layers=[15,16,17,18,19,20,21,22,23,24,25,26,27,28,29]", "lora.num_layers=30"],
+        help="LoRA overrides (default: the top half of SmolLM2-135M's 30 layers, which halves the backward pass)",
+    )
+    parser.add_argument(
+        "--valid-users", type=int, default=0, help="titles for the first N validation users only (0: all)"
+    )
+    args = parser.parse_args()
+    out, log = args.out, args.out / "llmrec.log"
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out / "data"
+    budget: dict[str, str] = {}
+    started = time.perf_counter()
+    if not (folder / "dataset.yaml").exists():
+        inter, items = find_inputs(args.data)
+        llmrec("data", "import", "lcrec", "--inter", str(inter), "--items", str(items), "--out", str(folder), log=log)
+
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.evaluate import evaluate
+
+    test = load_task_split(AmazonM2(folder), 1, SplitConfig(name="test", exclude_history=False))
+    rows: dict[str, dict] = {}
+
+    def score(name: str, path: Path) -> None:
+        lists = pl.read_parquet(path)
+        rows[name] = evaluate(1, lists, test.targets, test.sessions["locale"])["overall"]
+
+    common = ["--task", "1", "--data", str(folder), "--split", "test"]
+    for name, label, extra in [
+        ("popularity", "popularity", []),
+        ("covisit", "co-visitation", []),
+        ("sknn", "SKNN", []),
+        ("sasrec", "SASRec", [f"baseline.sasrec.{s}" for s in SASREC]),
+    ]:
+        path = out / f"{name}.parquet"
+        if not path.exists():
+            cpu = llmrec("baseline", name, *common, "--out", str(path), *PROTOCOL, *extra, log=log)
+            budget[label] = f"{cpu / 60:.1f} CPU min" + (
+                f", {SASREC[1].split('=')[1]} epochs" if name == "sasrec" else ""
+            )
+        score(label, path)
+
+    recommend = ["recommend", *common, *PROTOCOL, "reranker.threads=2", "reranker.deterministic=true"]
+    last = out / "last-title-grounded.parquet"
+    if not last.exists():
+        cpu = llmrec(
+            *recommend,
+            "--out",
+            str(last),
+            "reranker.kind=fusion",
+            "reranker.fusion_weights={content: 1.0}",
+            "candidates.content_top=100",
+            log=log,
+        )
+        budget["last title grounded (e5)"] = f"{cpu / 60:.1f} CPU min (catalogue embeddings)"
+    score("last title grounded (e5)", last)
+
+    sasrec_source = ["candidates.sasrec_top=100", *[f"candidates.sasrec.{s}" for s in SASREC]]
+    hybrid = out / "hybrid-ids-text.parquet"
+    if not hybrid.exists():
+        cpu = llmrec(*recommend, "--out", str(hybrid), *sasrec_source, log=log)
+        budget["hybrid: ids + text (no LLM)"] = f"{cpu / 60:.1f} CPU min (SASRec twice, LightGBM on the valid users)"
+    score("hybrid: ids + text (no LLM)", hybrid)
+
+    bleu = {}
+    if args.llm_steps:
+        bleu = llm_rows(args, folder, out, log, common, recommend, sasrec_source, budget, score)
+
+    print_table(rows, budget, out, test.sessions.height, time.perf_counter() - started)
+    if bleu:
+        print_bleu(bleu)
+    (out / "results.json").write_text(json.dumps({"rows": rows, "budget": budget, "bleu": bleu}, indent=1))
+
+
+def llm_rows(args, folder, out, log, common, recommend, sasrec_source, budget, score) -> dict:
+    """Finetune, generate, then the LLM-only and hybrid rows; returns the BLEU breakdown."""
+    adapter_run = out / f"lora-{args.model}-{args.llm_steps}"
+    if not (adapter_run / "adapter").exists():
+        cpu = llmrec(
+            "finetune",
+            "--task",
+            "3",
+            "--config",
+            "task3",
+            f"data={folder}",
+            f"model={args.model}",
+            f"train.out={adapter_run}",
+            f"train.max_steps={args.llm_steps}",
+            "train.max_minutes=0",
+            *args.lora,
+            log=log,
+        )
+        budget["LLM finetune"] = f"{args.llm_steps} steps, {cpu / 60:.1f} CPU min ({args.model})"
+    titles = {}
+    for split in ("valid", "test"):
+        path = out / f"titles-{split}.parquet"
+        limit = ["--limit", str(args.valid_users)] if split == "valid" and args.valid_users else []
+        if not path.exists():
+            cpu = llmrec(
+                "generate",
+                "--task",
+                "1",
+                "--backend",
+                args.backend,
+                "--adapter",
+                str(adapter_run / "adapter"),
+                "--data",
+                str(folder),
+                "--split",
+                split,
+                "--out",
+                str(path),
+                *limit,
+                log=log,
+            )
+            budget[f"titles ({split})"] = f"{cpu / 60:.1f} CPU min"
+        titles[split] = path
+    grounded = out / "llm-grounded.parquet"
+    if not grounded.exists():
+        cpu = llmrec(
+            *recommend,
+            "--out",
+            str(grounded),
+            "--titles",
+            str(titles["test"]),
+            "reranker.kind=fusion",
+            "reranker.fusion_weights={grounded: 1.0}",
+            "candidates.grounded_top=100",
+            log=log,
+        )
+        budget["LLM grounded"] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + titles"
+    score("LLM grounded", grounded)
+    hybrid = out / "hybrid-llm.parquet"
+    if not hybrid.exists():
+        cpu = llmrec(
+            *recommend,
+            "--out",
+            str(hybrid),
+            "--titles",
+            str(titles["test"]),
+            "--valid-titles",
+            str(titles["valid"]),
+            *sasrec_source,
+            log=log,
+        )
+        budget["hybrid: ids + text + LLM"] = f"{cpu / 60:.1f} CPU min + finetune + titles"
+    score("hybrid: ids + text + LLM", hybrid)
+    return title_bleu(folder, titles["test"])
+
+
+def title_bleu(folder: Path, titles: Path) -> dict:
+    """Corpus BLEU-4 of the generated next titles, the last title and co-visitation's top
+    item's title, overall and by history length."""
+    from llmrec.baselines import BaselineConfig, run_baseline
+    from llmrec.baselines.last_title import last_titles
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.metrics import corpus_bleu
+
+    split = load_task_split(AmazonM2(folder), 3, SplitConfig(name="test", exclude_history=False))
+    ids = load_task_split(AmazonM2(folder), 1, SplitConfig(name="test", exclude_history=False))
+    generated = pl.read_parquet(titles).select("session_id", "next_item_title")
+    generated = split.sessions.select("session_id").join(generated, on="session_id", how="left", maintain_order="left")
+    covisit = run_baseline("covisit", ids, BaselineConfig())["next_item_prediction"].list.first()
+    catalog = dict(zip(split.catalog["id"], split.catalog["title"]))
+    methods = {
+        "finetuned LLM": generated["next_item_title"].fill_null("").to_list(),
+        "last title": last_titles(split.sessions, split.catalog).fill_null("").to_list(),
+        "co-visitation's top item's title": [catalog.get(i, "") for i in covisit.to_list()],
+    }
+    lengths = split.sessions["prev_items"].list.len().to_numpy()
+    groups = {
+        "all": lengths >= 0,
+        "4": lengths == 4,
+        "5": lengths == 5,
+        "6-7": (lengths >= 6) & (lengths <= 7),
+        "8-10": (lengths >= 8) & (lengths <= 10),
+        "11+": lengths >= 11,
+    }
+    targets = split.targets.to_list()
+    table = {}
+    for name, hypotheses in methods.items():
+        table[name] = {}
+        for group, mask in groups.items():
+            chosen = [i for i in range(len(targets)) if mask[i]]
+            table[name][f"{group} (n={len(chosen)})"] = corpus_bleu(
+                [hypotheses[i] for i in chosen], [targets[i] for i in chosen]
+            )
+    return table
+
+
+def print_table(rows: dict, budget: dict, out: Path, users: int, seconds: float) -> None:
+    best_ids = max(rows[n]["ndcg@10"] for n in ("popularity", "co-visitation", "SKNN", "SASRec"))
+    print(f"\n{users:,} test users, whole catalogue, history items rankable ({out}, {seconds / 60:.0f} min wall)")
+    print(f"| method | {' | '.join(c.upper() for c in CUTOFFS)} | NDCG@10 / best ID-only | budget |")
+    print("|---|" + "---|" * (len(CUTOFFS) + 2))
+    for name, metrics in rows.items():
+        values = " | ".join(f"{metrics[c]:.4f}" for c in CUTOFFS)
+        print(f"| {name} | {values} | {metrics['ndcg@10'] / best_ids:.2f}x | {budget.get(name, 'reused')} |")
+    for name, spent in budget.items():
+        if name not in rows:
+            print(f"{name}: {spent}")
+
+
+def print_bleu(bleu: dict) -> None:
+    groups = list(next(iter(bleu.values())))
+    print("\nnext-title corpus BLEU-4 (sacrebleu 13a), test users, by history length")
+    print(f"| titles | {' | '.join(groups)} |")
+    print("|---|" + "---|" * len(groups))
+    for name, values in bleu.items():
+        print(f"| {name} | {' | '.join(f'{v:.4f}' for v in values.values())} |")
+
+
+if __name__ == "__main__":
+    main()
