@@ -147,7 +147,11 @@ class GroundTruthText:
             {"session_id": s, "id": item, "ground_score": 1.0, "similarity": 0.99, "retrieval_rank": 0, "hits": 1}
             for s, item in self.truth.items()
         ]
-        frame = pl.DataFrame(rows).join(titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id")
+        schema = {"session_id": pl.Int64, "id": pl.String, "ground_score": pl.Float64, "similarity": pl.Float64}
+        schema |= {"retrieval_rank": pl.Int64, "hits": pl.Int64}
+        frame = pl.DataFrame(rows, schema=schema).join(
+            titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id"
+        )
         return frame.select("session_id", "locale", "id", "ground_score", "similarity", "retrieval_rank", "hits")
 
     def neighbors(self, frame, k):

@@ -113,3 +113,48 @@ def test_sasrec_is_a_candidate_source_and_scores_every_candidate(tiny_data, tmp_
     )
     lists, report = rank(settings, tmp_path / "out.parquet")
     assert "sasrec" in report.candidate_recall and "s_sasrec" in report.reranker[0]["importance"]
+
+
+class SplitTruth(GroundTruthText):
+    """Grounds each split's titles to that split's true next items (session ids of the
+    validation and test splits overlap, so the titles say which split they are for)."""
+
+    def __init__(self, truths: dict[str, dict[int, str]], catalog: pl.DataFrame):
+        super().__init__({}, catalog)
+        self.truths = truths
+
+    def ground(self, titles, sessions, popularity):
+        self.truth = self.truths[titles["next_item_title"][0]]
+        return super().ground(titles, sessions, popularity)
+
+
+def test_the_test_split_reranker_learns_from_titles_of_its_own_training_sessions(tiny_data, tmp_path):
+    """On --split test the reranker learns on the validation sessions, from their own generated
+    titles (--valid-titles): truthful ones teach it to trust the grounded source, which then
+    carries the test sessions' true items to the top; titles of nothing teach it nothing."""
+    from llmrec.config import ConfigError
+
+    dataset = AmazonM2(tiny_data)
+    splits = {name: load_task_split(dataset, 1, SplitConfig(name=name)) for name in ("valid", "test")}
+    truth = {
+        name: dict(zip(split.sessions["session_id"].cast(pl.Int64).to_list(), split.targets.to_list()))
+        for name, split in splits.items()
+    }
+    titles = {
+        name: titles_for(split).with_columns(pl.lit(name).alias("next_item_title")) for name, split in splits.items()
+    }
+    settings = config(tiny_data, "task=1", "split.name=test")
+    test = splits["test"]
+
+    def mrr(truths, out):
+        lists, report = rank(
+            settings, tmp_path / out, titles["test"], titles["valid"], SplitTruth(truths, test.catalog)
+        )
+        return evaluate(1, lists, test.targets, test.sessions["locale"])["overall"]["mrr@100"], report
+
+    learned, report = mrr({"valid": truth["valid"], "test": truth["test"]}, "a.parquet")
+    untaught, _ = mrr({"valid": {}, "test": truth["test"]}, "b.parquet")
+    assert report.train_candidate_recall["grounded"] == 1.0  # the training sessions' own titles were grounded
+    assert learned > 0.9 and learned > untaught + 0.2
+    with pytest.raises(ConfigError, match="needs --valid-titles"):
+        rank(settings, tmp_path / "c.parquet", titles["test"], None, SplitTruth(truth, test.catalog))
