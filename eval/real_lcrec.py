@@ -39,6 +39,9 @@ import polars as pl
 
 CUTOFFS = ("hr@5", "hr@10", "ndcg@5", "ndcg@10")
 SASREC = ["dropout=0.5", "epochs=30"]  # picked on the validation users (HR@10), see the README
+# Inside a hybrid SASRec is fitted twice (for the validation users it learns from, then for the
+# test users) and is one source among several: a shorter training keeps the run within budget.
+HYBRID_SASREC = ["dropout=0.5", "epochs=12"]
 
 
 def children_cpu() -> float:
@@ -87,7 +90,8 @@ def main() -> None:
     out, log = args.out, args.out / "llmrec.log"
     out.mkdir(parents=True, exist_ok=True)
     folder = out / "data"
-    budget: dict[str, str] = {}
+    earlier = out / "results.json"  # a rerun reuses outputs, and reports their budgets
+    budget: dict[str, str] = json.loads(earlier.read_text())["budget"] if earlier.exists() else {}
     started = time.perf_counter()
     if not (folder / "dataset.yaml").exists():
         inter, items = find_inputs(args.data)
@@ -140,11 +144,11 @@ def main() -> None:
         budget["last title grounded (e5)"] = f"{cpu / 60:.1f} CPU min (catalogue embeddings)"
     score("last title grounded (e5)", last)
 
-    sasrec_source = ["candidates.sasrec_top=100", *[f"candidates.sasrec.{s}" for s in SASREC]]
+    sasrec_source = ["candidates.sasrec_top=100", *[f"candidates.sasrec.{s}" for s in HYBRID_SASREC]]
     hybrid = out / "hybrid-ids-text.parquet"
     if not hybrid.exists():
         cpu = llmrec(*recommend, "--out", str(hybrid), *sasrec_source, log=log)
-        budget["hybrid: ids + text (no LLM)"] = f"{cpu / 60:.1f} CPU min (SASRec twice, LightGBM on the valid users)"
+        budget["hybrid: ids + text (no LLM)"] = f"{cpu / 60:.1f} CPU min (SASRec twice, 12 epochs; LightGBM)"
     score("hybrid: ids + text (no LLM)", hybrid)
 
     bleu = {}
