@@ -12,7 +12,8 @@ resolved configs land under --out, and a rerun reuses what is there):
 - the last title grounded: e5 neighbours of the last item (`recommend`, fusion of the content
   source alone), what an LLM that only copies the last title reaches after grounding;
 - hybrid (ids + text): `llmrec recommend --split test`, LightGBM over co-visitation, SKNN,
-  SASRec and text neighbours, learned on the validation sessions;
+  SASRec and text neighbours, learned on the validation sessions; and the same sources fused
+  by reciprocal ranks with weights set by hand (nothing learned);
 - with --llm-steps N > 0, the LLM rows: `llmrec finetune --task 3` for N steps (LoRA), titles
   for the validation and test users (`llmrec generate`), their BLEU beside the last title's and
   co-visitation's top item's (overall and by history length), "LLM grounded" (the generated
@@ -153,6 +154,15 @@ def main() -> None:
         cpu = llmrec(*recommend, "--out", str(hybrid), *sasrec_source, log=log)
         budget["hybrid: ids + text (no LLM)"] = f"{cpu / 60:.1f} CPU min (SASRec twice, 12 epochs; LightGBM)"
     score("hybrid: ids + text (no LLM)", hybrid)
+
+    # Reciprocal-rank fusion of the strongest sources, weights set by hand, nothing learned.
+    fused = out / "fusion-sasrec-covisit-text.parquet"
+    label = "fusion: SASRec + co-visitation + text (no training)"
+    if not fused.exists():
+        weights = "reranker.fusion_weights={sasrec: 1.0, covisit: 1.0, content: 0.5}"
+        cpu = llmrec(*recommend, "--out", str(fused), "reranker.kind=fusion", weights, *sasrec_source, log=log)
+        budget[label] = f"{cpu / 60:.1f} CPU min (SASRec once, 12 epochs)"
+    score(label, fused)
 
     bleu = {}
     if args.llm_steps:
