@@ -28,20 +28,14 @@ def tiny_tokenizer(texts: list[str], vocab_size: int = 400) -> PreTrainedTokeniz
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>")
 
 
-def tiny_llm_folder(data, folder):
-    """A random 2-layer Llama (head_dim 64, as vLLM's CPU attention needs) with a tokenizer
-    trained on the prompts of the data folder's sessions, saved in `folder`."""
+def tiny_llama(tokenizer, max_positions: int = 512):
+    """A random 2-layer Llama (head_dim 64, as vLLM's CPU attention needs) sized for
+    `tokenizer`, seeded."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from llmrec.data.split import SplitConfig, load_task_split
-    from llmrec.prompts import PromptConfig, prompt_dataset
-
-    split = load_task_split(AmazonM2(data), 3, SplitConfig())
-    prompts = prompt_dataset(split.history.head(300), split.catalog, PromptConfig())["prompt"]
-    tokenizer = tiny_tokenizer(list(prompts), vocab_size=500)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(
+    return LlamaForCausalLM(
         LlamaConfig(
             vocab_size=len(tokenizer),
             hidden_size=128,
@@ -50,12 +44,24 @@ def tiny_llm_folder(data, folder):
             num_attention_heads=2,
             num_key_value_heads=2,
             head_dim=64,
-            max_position_embeddings=512,
+            max_position_embeddings=max_positions,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+
+
+def tiny_llm_folder(data, folder):
+    """A random 2-layer Llama (head_dim 64, as vLLM's CPU attention needs) with a tokenizer
+    trained on the prompts of the data folder's sessions, saved in `folder`."""
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.prompts import PromptConfig, prompt_dataset
+
+    split = load_task_split(AmazonM2(data), 3, SplitConfig())
+    prompts = prompt_dataset(split.history.head(300), split.catalog, PromptConfig())["prompt"]
+    tokenizer = tiny_tokenizer(list(prompts), vocab_size=500)
+    model = tiny_llama(tokenizer)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from llmrec.config import load_config
 from llmrec.data.dataset import AmazonM2
@@ -18,7 +18,7 @@ from llmrec.models.adapters import export_merged
 from llmrec.prompts import PromptConfig, prompt_dataset
 from llmrec.train.config import Task3Config
 from llmrec.train.finetune import collate, finetune
-from tests.helpers import tiny_tokenizer
+from tests.helpers import tiny_llama, tiny_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -39,21 +39,7 @@ def tiny_model(tmp_path_factory, examples):
     train, _ = examples
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = tiny_tokenizer(list(train["prompt"]) + list(train["completion"]), vocab_size=600)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=64,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_llama(tokenizer).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
@@ -23,7 +22,7 @@ from llmrec.generate import make_generator
 from llmrec.generate.base import eos_ids, stop_token_ids
 from llmrec.playground import Playground, PlaygroundConfig, TemplateText
 from llmrec.playground.service import playground_config
-from tests.helpers import tiny_sentence_encoder, tiny_tokenizer
+from tests.helpers import tiny_llama, tiny_sentence_encoder, tiny_tokenizer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,22 +45,7 @@ def models(catalog, tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("playground-models")
     titles = catalog["title"].drop_nulls().to_list()
     tokenizer = tiny_tokenizer(titles, vocab_size=400)
-    torch.manual_seed(0)
-    llama = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-            head_dim=64,
-            max_position_embeddings=1024,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    llama = tiny_llama(tokenizer, max_positions=1024)
     with torch.no_grad():
         llama.lm_head.weight[stop_token_ids(tokenizer, eos_ids(tokenizer, llama.generation_config))] = 0.0
     llama.save_pretrained(root / "llm")
