@@ -56,6 +56,11 @@ def write_json(data: dict, path: str | Path) -> Path:
     return write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", path)
 
 
+def json_digest(data: dict) -> str:
+    """sha256 of `data` as canonical JSON: one digest for the same settings in any key order."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def write_yaml(data: dict, path: str | Path) -> Path:
     return write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), path)
 

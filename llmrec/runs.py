@@ -20,8 +20,10 @@ from llmrec.data.split import SplitConfig
 
 
 def stem(output: str | Path) -> str:
-    """`runs/pred.parquet` -> `pred`: the name every artefact of that output starts with."""
-    return Path(output).name.split(".")[0]
+    """`runs/pred.parquet` -> `pred`: the name every artefact of that output starts with; a
+    shard's own for a shard (`pred.shard-1-of-4.parquet` -> `pred.shard-1-of-4`), so that shards
+    running at once keep their configs, reports and logs apart."""
+    return re.match(r"[^.]*(\.shard-\d+-of-\d+(?=\.))?", Path(output).name)[0]
 
 
 def config_path_for(output: str | Path) -> Path:

@@ -15,9 +15,14 @@ output exactly as one process would.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -51,6 +56,70 @@ class Shard:
         """`runs/titles.parquet` -> `runs/titles.shard-1-of-4.parquet`."""
         out = Path(out)
         return out.with_name(f"{out.name.split('.')[0]}.shard-{self.index}-of-{self.count}.parquet")
+
+
+def computed_once(
+    folder: Path,
+    settings: dict,
+    compute: Callable[[Path], None],
+    log: Callable[[str], None] = print,
+    poll_seconds: float = 1.0,
+) -> Path:
+    """`folder` as `compute(empty folder)` fills it, computed once for every shard of a run: the
+    first shard to need it computes it while holding `<folder>.lock`, the others wait for it,
+    later shards and reruns read it. It appears complete or not at all (filled under a temporary
+    name, then renamed), with `settings` saved in it: a folder of other settings is an error. A
+    lock left by a process that died on this machine is taken over."""
+    lock = folder.with_name(folder.name + ".lock")
+    waiting_since = None
+    while True:
+        if folder.exists():
+            io.claim_folder(folder, settings)  # an error unless it holds these settings
+            return folder
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if _abandoned(lock):
+                lock.unlink(missing_ok=True)
+                continue
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log(f"waiting for another shard to compute {folder} (it holds {lock})")
+            time.sleep(poll_seconds)
+            continue
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+            temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+            compute(temporary)
+            io.write_json(settings, temporary / "settings.json")
+            temporary.rename(folder)
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _abandoned(lock: Path) -> bool:
+    """Whether the process that wrote `lock` died (known only for a process of this machine)."""
+    try:
+        host, pid = lock.read_text().split()
+    except ValueError:  # written in the instant after its creation, or never: by a process killed then
+        try:
+            return time.time() - lock.stat().st_mtime > 60
+        except OSError:
+            return False
+    except OSError:
+        return False  # gone: its folder is done
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def manifest_path(shard_file: Path) -> Path:
@@ -116,4 +185,7 @@ def merge_shards(out: str | Path) -> pl.DataFrame:
     if merged.height != first["total"]:
         raise UserError(f"{out}: the shard files hold {merged.height} rows, their manifests say {first['total']}")
     io.write_parquet(merged, out)
+    config = manifests[0]["file"].with_suffix(".config.yaml")  # the run's settings, the same in every shard
+    if config.exists():
+        io.write_text(config.read_text(encoding="utf-8"), out.with_name(f"{stem}.config.yaml"))
     return merged

@@ -8,11 +8,13 @@ imported on first use so that the other baselines do not load torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from llmrec import io
 from llmrec.baselines.common import all_events
 from llmrec.baselines.sasrec_config import SasrecConfig
 from llmrec.data.item_index import ItemIndex
@@ -39,13 +41,34 @@ class Sasrec:
 
         frame = all_events(split, index, self.config.include_unlabelled).sort("seq", "pos")
         sequences = _sequences(frame["seq"].to_numpy(), frame["item"].to_numpy())
-        self.index, self.exclude_history = index, split.exclude_history
-        locales = index.items["locale"].cast(pl.String)
-        self.locale_names = locales.unique().sort()
-        self.item_groups = self._groups(locales)
+        self._attach(index, split.exclude_history)
         self.net = fit_sasrec(
             sequences, index.items.height, self.config, log=lambda line: console.print(f"[dim]{line}[/dim]")
         )
+
+    def save(self, path: Path) -> None:
+        """The fitted weights (safetensors), for `load` in another process."""
+        from safetensors.torch import save_file
+
+        with io.atomic_path(path) as temporary:
+            save_file(self.net.state_dict(), str(temporary))
+
+    def load(self, path: Path, index: ItemIndex, exclude_history: bool) -> None:
+        """The weights `save` wrote, for the same items (`index`) and settings."""
+        from safetensors.torch import load_file
+
+        from llmrec.baselines.sasrec_model import SasrecNet
+
+        self._attach(index, exclude_history)
+        self.net = SasrecNet(self.config, index.items.height)
+        self.net.load_state_dict(load_file(str(path)))
+        self.net.eval()
+
+    def _attach(self, index: ItemIndex, exclude_history: bool) -> None:
+        self.index, self.exclude_history = index, exclude_history
+        locales = index.items["locale"].cast(pl.String)
+        self.locale_names = locales.unique().sort()
+        self.item_groups = self._groups(locales)
 
     def score_sessions(self, queries: pl.DataFrame) -> pl.DataFrame:
         """(query, item, score): the `top` best items of the session's locale for each query

@@ -23,6 +23,7 @@ class SknnConfig:
 
 class SessionKnn:
     name = "sknn"
+    FITTED = ("lengths", "postings", "memory")  # the frames `fit` computes, all that `score` reads
 
     def __init__(self, config: SknnConfig):
         self.config = config

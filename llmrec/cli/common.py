@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from llmrec.cli.tables import metrics_table
-from llmrec.runs import finish_run
+from llmrec.runs import finish_run, stem
 
 out = Console(
     width=None if sys.stdout.isatty() else 180, record=True
@@ -27,7 +27,7 @@ def libraries_log(path: Path):
 
 def libraries_log_for(output: Path) -> Path:
     """`runs/titles.parquet` -> `runs/titles.libraries.log`, beside the run's other artefacts."""
-    return output.with_name(f"{output.name.split('.')[0]}.libraries.log")
+    return output.with_name(f"{stem(output)}.libraries.log")
 
 
 def log(line: str) -> None:

@@ -13,7 +13,7 @@ def merge(
     out_file: Path = typer.Option(..., "--out", help="The output the shards were written for (they lie beside it)."),
 ) -> None:
     """Assemble `<out stem>.shard-I-of-N.parquet` files (from `--shard I/N` runs of
-    generate) into OUT, in the sessions' order, after checking that no shard is missing,
+    generate or recommend) into OUT, in the sessions' order, after checking that no shard is missing,
     doubled or from another run.
 
     Example: llmrec merge --out runs/titles.parquet

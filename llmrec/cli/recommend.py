@@ -29,6 +29,16 @@ def recommend(
         None, "--config", help="A config file, or the name of a shipped one (default: the defaults)."
     ),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="I/N: rank only the I-th of N slices of the sessions, into <out stem>.shard-I-of-N.parquet "
+        "(`llmrec merge`); the fitted sources and reranker are computed once and shared in <out stem>.fitted/.",
+    ),
+    engine: str = typer.Option(
+        "local", "--engine", help="local, or ray: --shards N as Ray tasks (placed, retried), then merged."
+    ),
+    shards: int = typer.Option(2, "--shards", help="With --engine ray: how many shards."),
     overrides: list[str] = typer.Argument(
         None, help="key=value overrides, e.g. reranker.kind=fusion candidates.covisit_top=100"
     ),
@@ -41,9 +51,24 @@ def recommend(
     Example: llmrec recommend --task 1 --data data/synth-small --split valid \\
         --titles runs/titles-t1.parquet --out runs/task1.parquet
     """
+    if engine == "ray":
+        from llmrec.engines.ray import run_shards
+
+        paths = (("--data", data), ("--titles", titles), ("--valid-titles", valid_titles), ("--config", config))
+        argv = [
+            "recommend",
+            *("--task", str(task), "--split", split, "--phase", str(phase), "--out", str(out_file)),
+            *("--limit", str(limit)),
+            *[x for option, value in paths if value is not None for x in (option, str(value))],
+            *(overrides or []),
+        ]
+        with libraries_log(libraries_log_for(out_file)):
+            merged = run_shards(argv, shards, out_file, log=log)
+        out.print(f"wrote {out_file} ({merged.height:,} sessions, {shards} shards on Ray)")
+        return
     from llmrec import io
     from llmrec.baselines import BaselineConfig
-    from llmrec.config import load_config
+    from llmrec.config import ConfigError, load_config
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import load_task_split
     from llmrec.evaluate import score_split
@@ -53,10 +78,12 @@ def recommend(
         check_title_settings,
         ranking_data,
         read_titles,
+        recommend_shard,
         recommend_titles,
     )
     from llmrec.rank import recommend as rank_sessions
     from llmrec.runs import titles_departures
+    from llmrec.shards import Shard
 
     named = given(task=task, split__name=split, split__phase=phase, data=data, split__limit=limit or None)
     run = load_config(RecommendConfig, config, [*(overrides or []), *named])
@@ -69,7 +96,10 @@ def recommend(
                 "trained on the sessions scored here"
             )
     started = time.perf_counter()
+    part = Shard.parse(shard) if shard else None
     if task == 3:
+        if part is not None:
+            raise ConfigError("--shard ranks sessions of tasks 1 and 2; task 3 picks titles in one pass")
         check_title_settings(run)
         task_split = load_task_split(dataset, 3, run.split)
         lists = recommend_titles(task_split, generated, run.title_choice, BaselineConfig(popularity=run.popularity))
@@ -80,11 +110,20 @@ def recommend(
         rank_data = ranking_data(dataset, run)
         task_split = rank_data.target
         generated_valid = read_titles(valid_titles) if valid_titles else None
-        with libraries_log(libraries_log_for(out_file)):
+        written = part.path(out_file) if part else out_file
+        with libraries_log(libraries_log_for(written)):
             text = TextSignals.for_catalog(dataset.products(), run.text, log=log)
-            lists, ranked = rank_sessions(run, rank_data, out_file, generated, generated_valid, text, log=log)
+            if part is None:
+                lists, ranked = rank_sessions(run, rank_data, out_file, generated, generated_valid, text, log=log)
+            else:
+                lists, ranked = recommend_shard(
+                    run, rank_data, out_file, part, generated, generated_valid, text, log=log
+                )
         report = ranked.to_dict()
-        out.print(f"wrote {out_file} ({lists.height:,} sessions, {ranked.sessions_per_s:,} sessions/s)")
+        out.print(f"wrote {written} ({lists.height:,} sessions, {ranked.sessions_per_s:,} sessions/s)")
+        if part is not None:  # scored once merged: `llmrec merge`, then `llmrec evaluate`
+            finish(written, run, report)
+            return
     report["metrics"] = show_metrics(
         score_split(run.task, lists, task_split, str(out_file)), f"task {run.task}: {out_file}"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
@@ -145,7 +144,7 @@ def titles_for_tasks(
 
 def run_digest(config: GenerateConfig, rows: pl.DataFrame, model: str) -> str:
     """One digest of everything that decides a whole run's titles: shards of one run share it."""
-    return hashlib.sha256(json.dumps(_settings(config, rows, model), sort_keys=True).encode()).hexdigest()
+    return io.json_digest(_settings(config, rows, model))
 
 
 def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:

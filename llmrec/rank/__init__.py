@@ -2,7 +2,15 @@
 task 3: the title of a ranked product chosen with the generated titles."""
 
 from llmrec.rank.candidates import CandidateConfig, CandidateSources
-from llmrec.rank.pipeline import RankingData, RankReport, RecommendConfig, check_title_settings, ranking_data, recommend
+from llmrec.rank.pipeline import (
+    RankingData,
+    RankReport,
+    RecommendConfig,
+    check_title_settings,
+    ranking_data,
+    recommend,
+    recommend_shard,
+)
 from llmrec.rank.reranker import RerankerConfig
 from llmrec.rank.text import TextConfig, TextSignals, check_titles, read_titles
 from llmrec.rank.titles import TitleChoiceConfig, choose_titles, ranked_titles, recommend_titles
@@ -24,5 +32,6 @@ __all__ = [
     "ranking_data",
     "read_titles",
     "recommend",
+    "recommend_shard",
     "recommend_titles",
 ]

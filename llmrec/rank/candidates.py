@@ -12,10 +12,12 @@ rankable (`split.exclude_history=false`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import polars as pl
 
+from llmrec import io
 from llmrec.baselines.common import all_events, history_items, query_items
 from llmrec.baselines.covisit import Covisitation, CovisitConfig, Weighting, covisitation
 from llmrec.baselines.sasrec import Sasrec
@@ -84,30 +86,65 @@ class CandidateSources:
         index: ItemIndex,
         popularity: pl.DataFrame,
         neighbors: NeighborSearch | None = None,
-        grounded: pl.DataFrame | None = None,
+        grounded: bool = False,
+        fitted: Path | None = None,
     ):
-        """`popularity`: (locale, item, score); `grounded`: (query, item, ground_score,
-        similarity, retrieval_rank, hits) for the split's sessions, or None."""
+        """`popularity`: (locale, item, score); `grounded`: whether each chunk comes with products
+        grounded from its titles (`generate`); `fitted`: a folder written by `save` whose tables
+        are read instead of fitted again."""
         self.config, self.index, self.exclude_history = config, index, split.exclude_history
         names = [c.name for c in config.covisit]
         if len(set(names)) != len(names) or set(BUILT_IN_SOURCES) & set(names):
             raise ConfigError(f"candidates.covisit: names must be distinct and not a built-in source name, got {names}")
-        events = all_events(split, index)
         self.covisit = [Covisitation(c) for c in config.covisit]
-        for source in self.covisit:
-            source.table = covisitation(events, source.config)
-        self.global_table = (
-            _global_covisitation(events, index, config.covisit[0]) if config.global_covisit and config.covisit else None
-        )
+        self.global_table: GlobalTable | None = None
         self.sknn = SessionKnn(config.sknn) if config.sknn_top else None
-        if self.sknn is not None:
-            self.sknn.fit(split, index)
         self.sasrec = Sasrec(config.sasrec) if config.sasrec_top else None
-        if self.sasrec is not None:
-            self.sasrec.fit(split, index)
         self.popular = popularity.group_by("locale", maintain_order=True).head(config.popularity_top)
         self.neighbors = neighbors if config.content_top else None
-        self.grounded = grounded if config.grounded_top else None
+        self.grounded = grounded and bool(config.grounded_top)
+        if fitted is None:
+            self._fit(split)
+        else:
+            self._load(fitted)
+
+    def _fit(self, split: TaskSplit) -> None:
+        events = all_events(split, self.index)
+        for source in self.covisit:
+            source.table = covisitation(events, source.config)
+        if self.config.global_covisit and self.covisit:
+            self.global_table = _global_covisitation(events, self.index, self.covisit[0].config)
+        if self.sknn is not None:
+            self.sknn.fit(split, self.index)
+        if self.sasrec is not None:
+            self.sasrec.fit(split, self.index)
+
+    def save(self, folder: Path) -> None:
+        """The fitted tables and weights as files, so that processes ranking other sessions of the
+        same split (`recommend --shard`) share one fit."""
+        for source in self.covisit:
+            io.write_parquet(source.table, folder / f"covisit-{source.name}.parquet")
+        if self.global_table is not None:
+            io.write_parquet(self.global_table.table, folder / "global-table.parquet")
+            io.write_parquet(self.global_table.codes, folder / "global-codes.parquet")
+        if self.sknn is not None:
+            for name in SessionKnn.FITTED:
+                io.write_parquet(getattr(self.sknn, name), folder / f"sknn-{name}.parquet")
+        if self.sasrec is not None:
+            self.sasrec.save(folder / "sasrec.safetensors")
+
+    def _load(self, folder: Path) -> None:
+        for source in self.covisit:
+            source.table = pl.read_parquet(folder / f"covisit-{source.name}.parquet")
+        if self.config.global_covisit and self.covisit:
+            self.global_table = GlobalTable(
+                pl.read_parquet(folder / "global-table.parquet"), pl.read_parquet(folder / "global-codes.parquet")
+            )
+        if self.sknn is not None:
+            for name in SessionKnn.FITTED:
+                setattr(self.sknn, name, pl.read_parquet(folder / f"sknn-{name}.parquet"))
+        if self.sasrec is not None:
+            self.sasrec.load(folder / "sasrec.safetensors", self.index, self.exclude_history)
 
     @property
     def names(self) -> list[str]:
@@ -117,12 +154,13 @@ class CandidateSources:
         names += ["sasrec"] if self.sasrec is not None else []
         names += ["popularity"] if self.config.popularity_top else []
         names += ["content"] if self.neighbors is not None else []
-        names += ["grounded"] if self.grounded is not None else []
+        names += ["grounded"] if self.grounded else []
         return names
 
-    def generate(self, queries: pl.DataFrame) -> pl.DataFrame:
+    def generate(self, queries: pl.DataFrame, grounded: pl.DataFrame | None = None) -> pl.DataFrame:
         """(query, item, s_<source>, r_<source> for every source): the union of every source's
-        top candidates for `queries` (query, locale, prev_items), session items removed."""
+        top candidates for `queries` (query, locale, prev_items), session items removed;
+        `grounded`: (query, item, ground_score, ...) products grounded from their titles."""
         config = self.config
         proposals = []
         for source in self.covisit:
@@ -142,10 +180,10 @@ class CandidateSources:
             proposals.append(("popularity", popular, config.popularity_top))
         if self.neighbors is not None:
             proposals.append(("content", self._content(queries), config.content_top))
-        if self.grounded is not None:
-            grounded = self.grounded.join(queries.select("query"), on="query").select(
-                "query", "item", pl.col("ground_score").alias("score")
-            )
+        if self.grounded:
+            if grounded is None:
+                raise ValueError("generate: these sources propose grounded products, give them for the chunk")
+            grounded = grounded.select("query", "item", pl.col("ground_score").alias("score"))
             proposals.append(("grounded", grounded, config.grounded_top))
         session_items = history_items(queries, self.index, self.exclude_history)
         parts = [_top(frame, name, top, session_items) for name, frame, top in proposals]

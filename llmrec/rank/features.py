@@ -30,7 +30,6 @@ class FeatureContext:
     index: ItemIndex
     items: pl.DataFrame  # item, brand, color, size, price, pop_next, pop_input, pop_rank, other_locales, global_pop
     relation: pl.DataFrame  # a, b, w: the first co-visitation table
-    grounded: pl.DataFrame | None  # query, item, similarity, retrieval_rank, hits
     text_similarity: TextSimilarity | None
 
     @classmethod
@@ -39,7 +38,6 @@ class FeatureContext:
         split: TaskSplit,
         index: ItemIndex,
         relation: pl.DataFrame,
-        grounded: pl.DataFrame | None = None,
         text_similarity: TextSimilarity | None = None,
     ) -> FeatureContext:
         attributes = index.encode(split.catalog.select("locale", "id", *ATTRIBUTES, "price"), "id").drop_nulls("item")
@@ -69,7 +67,7 @@ class FeatureContext:
             .join(attributes.drop("locale"), on="item", how="left")
             .drop("locale", "id")
         )
-        return cls(index, items, relation, grounded, text_similarity)
+        return cls(index, items, relation, text_similarity)
 
 
 def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
@@ -82,8 +80,14 @@ def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataF
     ).join(last.select("query", pl.col("item").alias("last_item")), on="query", how="left")
 
 
-def add_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
-    """`candidates` (query, item, s_*, r_*) with every feature column added, same row order."""
+def add_features(
+    candidates: pl.DataFrame,
+    queries: pl.DataFrame,
+    context: FeatureContext,
+    grounded: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """`candidates` (query, item, s_*, r_*) with every feature column added, same row order;
+    `grounded` (query, item, similarity, retrieval_rank, hits): the queries' grounded products."""
     source_ranks = [c for c in candidates.columns if c.startswith("r_")]
     frame = candidates.with_columns(
         pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources")
@@ -92,8 +96,8 @@ def add_features(candidates: pl.DataFrame, queries: pl.DataFrame, context: Featu
     frame = frame.join(context.items, on="item", how="left")
     frame = _relations(frame, queries, context)
     frame = _agreement(frame, queries, context)
-    if context.grounded is not None:
-        grounded = context.grounded.select(
+    if grounded is not None:
+        grounded = grounded.select(
             "query",
             "item",
             pl.col("similarity").alias("g_similarity"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from llmrec.rank.features import FeatureContext, add_features
 from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fold_of, fusion_scores, training_rows
 from llmrec.rank.text import TextConfig, TextSignals, check_titles
 from llmrec.rank.titles import TitleChoiceConfig
+from llmrec.shards import Shard, computed_once, seal_shard
 
 
 @dataclass
@@ -56,6 +58,15 @@ class RecommendConfig:
     keep_work: bool = False  # keep <out>.work/ (features per chunk) after success
 
 
+@dataclass(frozen=True)
+class Grounding:
+    """Generated titles of a split's sessions, grounded to products chunk by chunk."""
+
+    titles: pl.DataFrame  # session_id, locale, candidates, ...
+    text: TextSignals
+    popular: pl.DataFrame  # locale, id, count: grounding's popularity re-weighting
+
+
 @dataclass
 class SplitState:
     """One split with everything fitted on it: sources, feature context, labels."""
@@ -66,15 +77,31 @@ class SplitState:
     sources: CandidateSources
     context: FeatureContext
     popular: pl.DataFrame
+    grounding: Grounding | None = None
 
     def features(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        candidates = self.sources.generate(chunk)
-        frame = add_features(candidates, chunk, self.context)
+        grounded = self.grounded(chunk) if self.grounding is not None else None
+        candidates = self.sources.generate(chunk, grounded)
+        frame = add_features(candidates, chunk, self.context, grounded)
         labels = chunk.select("query", pl.col("target").alias("item"), pl.lit(1, dtype=pl.Int8).alias("label"))
         frame = frame.join(labels.drop_nulls("item"), on=["query", "item"], how="left").with_columns(
             pl.col("label").fill_null(0)
         )
         return frame
+
+    def grounded(self, chunk: pl.DataFrame) -> pl.DataFrame:
+        """(query, item, ground_score, similarity, retrieval_rank, hits): products grounded from
+        the titles of the chunk's sessions, leaving out the items a list may not hold (the
+        session's own, unless history stays rankable). Grounded per chunk, a session's products
+        do not depend on which other sessions a process ranks."""
+        sessions = chunk.select("session_id", "prev_items", "locale")
+        if not self.split.exclude_history:
+            sessions = sessions.with_columns(pl.col("prev_items").list.head(0))
+        titles = self.grounding.titles.join(chunk.select("session_id"), on="session_id", how="semi")
+        found = self.grounding.text.ground(titles, sessions, self.grounding.popular)
+        found = found.join(chunk.select("query", "session_id"), on="session_id").drop("session_id")
+        found = found.with_columns(pl.col("locale").cast(self.index.items["locale"].dtype))
+        return self.index.encode(found, "id").drop_nulls("item")
 
 
 def prepare_split(
@@ -83,8 +110,10 @@ def prepare_split(
     titles: pl.DataFrame | None,
     text: TextSignals | None,
     log: Callable[[str], None],
+    fitted: Path | None = None,
 ) -> SplitState:
-    """Fit every candidate source and the feature context on `split`."""
+    """Fit every candidate source and the feature context on `split`; with `fitted`, the
+    sources' tables are read from that folder (`CandidateSources.save`) instead."""
     started = time.perf_counter()
     index = ItemIndex.from_split(split)
     popular = item_popularity(split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight)
@@ -94,29 +123,22 @@ def prepare_split(
         queries = queries.join(targets.select("query", pl.col("item").alias("target")), on="query", how="left")
     else:
         queries = queries.with_columns(pl.lit(None, dtype=pl.UInt32).alias("target"))
-    grounded = None
+    grounding = None
     if titles is not None and text is not None and config.candidates.grounded_top:
         titles = titles.join(queries.select("session_id"), on="session_id", how="semi")
-        # Grounding leaves out the items a list may not hold: the session's own, unless history stays rankable.
-        excluded = (
-            split.sessions if split.exclude_history else split.sessions.with_columns(pl.col("prev_items").list.head(0))
-        )
-        grounded = text.ground(titles, excluded, popular_ids(popular, index))
-        grounded = grounded.join(queries.select("query", "session_id"), on="session_id").drop("session_id")
-        grounded = index.encode(
-            grounded.with_columns(pl.col("locale").cast(index.items["locale"].dtype)), "id"
-        ).drop_nulls("item")
+        grounding = Grounding(titles, text, popular_ids(popular, index))
     neighbors = text.neighbors if text is not None else None
-    sources = CandidateSources(config.candidates, split, index, popular, neighbors, grounded)
+    sources = CandidateSources(config.candidates, split, index, popular, neighbors, grounding is not None, fitted)
     similarity = text.similarity_by_code(index) if text is not None else None
     context = FeatureContext.build(
-        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), grounded, similarity
+        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), similarity
     )
     log(
         f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources "
-        f"{', '.join(sources.names)} fitted in {time.perf_counter() - started:.1f} s"
+        f"{', '.join(sources.names)} {'read from ' + str(fitted) if fitted else 'fitted'} "
+        f"in {time.perf_counter() - started:.1f} s"
     )
-    return SplitState(split, index, queries, sources, context, popular)
+    return SplitState(split, index, queries, sources, context, popular, grounding)
 
 
 def popular_ids(popular: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
@@ -245,30 +267,11 @@ def recommend(
     gives text neighbours, text similarity and grounding (None: ids only)."""
     out = Path(out)
     started = time.perf_counter()
-    check_settings(config, titles if titles is not None else valid_titles, text)
-    if titles is not None:
-        check_titles(titles, data.target, "--titles")
-    if data.learn is not None:
-        if valid_titles is not None:
-            check_titles(valid_titles, data.learn, "--valid-titles", allow_extra=True)
-        elif titles is not None and config.candidates.grounded_top:
-            raise ConfigError(
-                "--split test with --titles needs --valid-titles too: the reranker learns from the validation "
-                "sessions' grounded titles"
-            )
+    _check_inputs(config, data, titles, valid_titles, text)
     work = out.with_name(out.name + ".work")
     io.claim_folder(work, _settings(config, titles, valid_titles) | {"data_sha256": data.digest})
     report = RankReport(task=config.task, split=config.split.name)
-    extra = None
-    if config.reranker.kind == "lightgbm" and data.extra:
-        extra, report.extra_training = _extra_training(data.extra, config, text, work, log)
-    model = None
-    if data.learn is not None:
-        state = prepare_split(data.learn, config, valid_titles, text, log)
-        train, report.train_candidate_recall = _training_rows(state, config, work / "train")
-        model = LightGBMRanker(config.reranker).fit(_with_extra(train, extra))
-        report.reranker = model.report
-        del state, train
+    model, extra = _learned(config, data, valid_titles, text, work, report, log)
     report.seconds_training = round(time.perf_counter() - started, 1)
     state = prepare_split(data.target, config, titles, text, log)
     if config.reranker.kind == "lightgbm" and config.split.name == "valid":
@@ -280,10 +283,115 @@ def recommend(
         model.save(out.with_name(out.name.split(".")[0] + ".lgb.txt"))
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
+    return lists, _timed(report, started, lists.height)
+
+
+def recommend_shard(
+    config: RecommendConfig,
+    data: RankingData,
+    out: str | Path,
+    shard: Shard,
+    titles: pl.DataFrame | None = None,
+    valid_titles: pl.DataFrame | None = None,
+    text: TextSignals | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[pl.DataFrame, RankReport]:
+    """Shard I of N of `recommend`'s lists, written to `<stem>.shard-I-of-N.parquet` for
+    `llmrec merge` to assemble into `out`. What every shard needs, the reranker and the sources
+    fitted on the ranked split, is computed once by the first shard to need it and shared as
+    files (`<stem>.fitted/`); each shard then ranks its own chunks of sessions exactly as one
+    process ranks them."""
+    out = Path(out)
+    started = time.perf_counter()
+    if config.reranker.kind == "lightgbm" and config.split.name == "valid":
+        raise ConfigError(
+            "--shard: on --split valid the reranker is cross-fitted on every scored session, which no shard "
+            "holds alone; shard --split test, or use reranker.kind=fusion"
+        )
+    _check_inputs(config, data, titles, valid_titles, text)
+    settings = _settings(config, titles, valid_titles) | {"data_sha256": data.digest}
+    learned_keys = ("train_candidate_recall", "extra_training", "reranker")
+
+    def fit(folder: Path) -> None:
+        learned = RankReport(task=config.task, split=config.split.name)
+        model, _ = _learned(config, data, valid_titles, text, folder / "work", learned, log)
+        shutil.rmtree(folder / "work", ignore_errors=True)
+        if model is not None:
+            model.save(folder / "reranker.lgb.txt")
+        prepare_split(data.target, config, None, text, log).sources.save(folder / "sources")
+        io.write_json({key: getattr(learned, key) for key in learned_keys}, folder / "learned.json")
+
+    shared = _settings(config, None, valid_titles) | {"data_sha256": data.digest}  # the fit does not read titles
+    fitted = computed_once(out.with_name(out.name.split(".")[0] + ".fitted"), shared, fit, log)
+    report = RankReport(task=config.task, split=config.split.name)
+    for key, value in json.loads((fitted / "learned.json").read_text(encoding="utf-8")).items():
+        setattr(report, key, value)
+    model_file = fitted / "reranker.lgb.txt"
+    model = LightGBMRanker.load(model_file, config.reranker) if model_file.exists() else None
+    report.seconds_training = round(time.perf_counter() - started, 1)
+    state = prepare_split(data.target, config, titles, text, log, fitted / "sources")
+    size, total = config.chunk_size, state.queries.height
+    start, end = shard.rows(total, size)
+    part = shard.path(out)
+    work = part.with_name(part.name + ".work")
+    io.claim_folder(work, settings)
+    lists, report.candidate_recall = _ranked(state, config, model, work, range(start // size, -(-end // size)))
+    io.write_parquet(lists, part)
+    seal_shard(part, shard, total, size, io.json_digest(settings))
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return lists, _timed(report, started, lists.height)
+
+
+def _check_inputs(
+    config: RecommendConfig,
+    data: RankingData,
+    titles: pl.DataFrame | None,
+    valid_titles: pl.DataFrame | None,
+    text: TextSignals | None,
+) -> None:
+    check_settings(config, titles if titles is not None else valid_titles, text)
+    if titles is not None:
+        check_titles(titles, data.target, "--titles")
+    if data.learn is not None:
+        if valid_titles is not None:
+            check_titles(valid_titles, data.learn, "--valid-titles", allow_extra=True)
+        elif titles is not None and config.candidates.grounded_top:
+            raise ConfigError(
+                "--split test with --titles needs --valid-titles too: the reranker learns from the validation "
+                "sessions' grounded titles"
+            )
+
+
+def _learned(
+    config: RecommendConfig,
+    data: RankingData,
+    valid_titles: pl.DataFrame | None,
+    text: TextSignals | None,
+    work: Path,
+    report: RankReport,
+    log: Callable[[str], None],
+) -> tuple[LightGBMRanker | None, pl.DataFrame | None]:
+    """What the reranker learns besides the ranked sessions: the extra labelled splits'
+    training rows, and when ranking the test split, the model trained on the validation split
+    (and those rows). Fills the report's training fields."""
+    extra = None
+    if config.reranker.kind == "lightgbm" and data.extra:
+        extra, report.extra_training = _extra_training(data.extra, config, text, work, log)
+    model = None
+    if data.learn is not None:
+        state = prepare_split(data.learn, config, valid_titles, text, log)
+        train, report.train_candidate_recall = _training_rows(state, config, work / "train")
+        model = LightGBMRanker(config.reranker).fit(_with_extra(train, extra))
+        report.reranker = model.report
+    return model, extra
+
+
+def _timed(report: RankReport, started: float, sessions: int) -> RankReport:
     report.seconds = round(time.perf_counter() - started, 1)
-    report.sessions_per_s = round(lists.height / max(report.seconds, 1e-9), 1)
+    report.sessions_per_s = round(sessions / max(report.seconds, 1e-9), 1)
     report.seconds_ranking = round(report.seconds - report.seconds_training, 1)
-    return lists, report
+    return report
 
 
 def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
@@ -306,14 +414,17 @@ def _chunks(
     folder: Path,
     label: str,
     compute: Callable[[pl.DataFrame], pl.DataFrame],
+    chunks: range | None = None,
 ) -> list[Path]:
-    """Each chunk's frame from `compute`, written once to `folder`; existing chunks are reused."""
+    """Each chunk's frame from `compute` (every chunk of the split, or `chunks`), written once to
+    `folder`; existing chunks are reused."""
     size = config.chunk_size
-    paths = [folder / f"chunk-{size}-{chunk:05d}.parquet" for chunk in range((state.queries.height + size - 1) // size)]
-    todo = [chunk for chunk, path in enumerate(paths) if not path.exists()]
+    chunks = range(-(-state.queries.height // size)) if chunks is None else chunks
+    paths = {chunk: folder / f"chunk-{size}-{chunk:05d}.parquet" for chunk in chunks}
+    todo = [chunk for chunk, path in paths.items() if not path.exists()]
     for chunk in track(todo, label, total=len(todo)):
         io.write_parquet(compute(state.queries.slice(chunk * size, size)), paths[chunk])
-    return paths
+    return list(paths.values())
 
 
 def _training_rows(state: SplitState, config: RecommendConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
@@ -404,10 +515,14 @@ def _cross_fitted(
 
 
 def _ranked(
-    state: SplitState, config: RecommendConfig, model: LightGBMRanker | None, folder: Path
+    state: SplitState,
+    config: RecommendConfig,
+    model: LightGBMRanker | None,
+    folder: Path,
+    chunks: range | None = None,
 ) -> tuple[pl.DataFrame, dict | None]:
-    """Every chunk ranked by `model` (or fused without one), and the candidate recall when the
-    sessions are labelled; ranked lists are the saved chunks."""
+    """Every chunk (or `chunks`) ranked by `model` (or fused without one), and the candidate
+    recall when the sessions are labelled; ranked lists are the saved chunks."""
     recall = _Recall(state.sources.names)
     labelled = state.queries["target"].null_count() < state.queries.height
 
@@ -420,7 +535,9 @@ def _ranked(
         ranked = _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config)
         return ranked.with_columns(pl.lit(chunk).alias("chunk"))
 
-    paths = _chunks(state, config, folder, "candidates, features, ranking", compute)
+    paths = _chunks(state, config, folder, "candidates, features, ranking", compute, chunks)
+    if not paths:  # a shard past the last chunk (more shards than chunks)
+        return pl.DataFrame(schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)}), None
     lists = pl.concat([pl.read_parquet(p) for p in paths]).drop("chunk")
     return lists, recall.result() if labelled else None
 

@@ -179,6 +179,16 @@ class LightGBMRanker:
         with io.atomic_path(path) as temporary:
             self.booster.save_model(str(temporary))
 
+    @classmethod
+    def load(cls, path: Path, config: RerankerConfig) -> LightGBMRanker:
+        """The reranker `save` wrote, scoring as it did."""
+        import lightgbm
+
+        ranker = cls(config)
+        ranker.booster = lightgbm.Booster(model_file=str(path))
+        ranker.features = ranker.booster.feature_name()
+        return ranker
+
 
 def fusion_scores(frame: pl.DataFrame, config: RerankerConfig) -> np.ndarray:
     """Sum over sources of weight / (k + rank); a source that did not propose the item adds 0."""
