@@ -12,8 +12,9 @@ resolved configs land under --out, and a rerun reuses what is there):
 - the last title grounded: e5 neighbours of the last item (`recommend`, fusion of the content
   source alone), what an LLM that only copies the last title reaches after grounding;
 - hybrid (ids + text): `llmrec recommend --split test`, LightGBM over co-visitation, SKNN,
-  SASRec and text neighbours, learned on the validation sessions; and the same sources fused
-  by reciprocal ranks with weights set by hand (nothing learned);
+  SASRec and text neighbours, learned on the validation sessions, with the LightGBM settings
+  that rank the validation users best (cross-fitted; RERANKER_CHOICES); the same without
+  SASRec; and the sources fused by reciprocal ranks with weights set by hand (nothing learned);
 - with --llm-steps N > 0, the LLM rows: `llmrec finetune --task 3` for N steps (LoRA), titles
   for the validation and test users (`llmrec generate`), their BLEU beside the last title's and
   co-visitation's top item's (overall and by history length), "LLM grounded" (the generated
