@@ -25,6 +25,10 @@ resolved configs land under --out, and a rerun reuses what is there):
 Each row prints its training budget: steps and CPU minutes of the verbs behind it.
 
     python eval/real_lcrec.py --data ../shared/data/amazon-scientific-2018 --llm-steps 300
+
+On a GPU, longer training with every layer adapted:
+
+    python eval/real_lcrec.py --data ... --llm-steps 3000 --finetune-config task3-gpu --lora
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ def main() -> None:
     )
     parser.add_argument("--model", default="smollm2-135m", help="base LLM (a default model, folder or hub id)")
     parser.add_argument("--backend", default="vllm", help="generation backend: vllm or hf")
+    parser.add_argument(
+        "--finetune-config",
+        default="task3",
+        help="finetuning recipe: task3 (two CPU cores) or task3-gpu (every layer, batch 32, bf16; with --lora and "
+        "no values, and more --llm-steps)",
+    )
     parser.add_argument(
         "--lora",
         nargs="*",
@@ -228,7 +238,7 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
             "--task",
             "3",
             "--config",
-            "task3",
+            args.finetune_config,
             f"data={folder}",
             f"model={args.model}",
             f"train.out={adapter_run}",
