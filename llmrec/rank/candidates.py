@@ -122,6 +122,7 @@ class CandidateSources:
     def save(self, folder: Path) -> None:
         """The fitted tables and weights as files, so that processes ranking other sessions of the
         same split (`recommend --shard`) share one fit."""
+        folder.mkdir(parents=True, exist_ok=True)
         for source in self.covisit:
             io.write_parquet(source.table, folder / f"covisit-{source.name}.parquet")
         if self.global_table is not None:
