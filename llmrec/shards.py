@@ -28,6 +28,7 @@ import polars as pl
 
 from llmrec import io
 from llmrec.errors import ConfigError, UserError
+from llmrec.runs import stem
 
 SHARD_FILE = re.compile(r"\.shard-(\d+)-of-(\d+)\.parquet$")
 
@@ -55,7 +56,7 @@ class Shard:
     def path(self, out: str | Path) -> Path:
         """`runs/titles.parquet` -> `runs/titles.shard-1-of-4.parquet`."""
         out = Path(out)
-        return out.with_name(f"{out.name.split('.')[0]}.shard-{self.index}-of-{self.count}.parquet")
+        return out.with_name(f"{stem(out)}.shard-{self.index}-of-{self.count}.parquet")
 
 
 def computed_once(
@@ -71,7 +72,7 @@ def computed_once(
     name, then renamed), with `settings` saved in it: a folder of other settings is an error. A
     lock left by a process that died on this machine is taken over."""
     lock = folder.with_name(folder.name + ".lock")
-    waiting_since = None
+    told = False  # that this shard waits (said once)
     while True:
         if folder.exists():
             io.claim_folder(folder, settings)  # an error unless it holds these settings
@@ -82,21 +83,22 @@ def computed_once(
             if _abandoned(lock):
                 lock.unlink(missing_ok=True)
                 continue
-            if waiting_since is None:
-                waiting_since = time.monotonic()
+            if not told:
+                told = True
                 log(f"waiting for another shard to compute {folder} (it holds {lock})")
             time.sleep(poll_seconds)
             continue
+        temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         try:
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(f"{socket.gethostname()} {os.getpid()}\n")
-            temporary = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
             compute(temporary)
             io.write_json(settings, temporary / "settings.json")
             temporary.rename(folder)
         finally:
+            shutil.rmtree(temporary, ignore_errors=True)  # what a failed compute left (gone after the rename)
             lock.unlink(missing_ok=True)
 
 
@@ -117,8 +119,8 @@ def _abandoned(lock: Path) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False
+    except PermissionError:  # alive, another user's
+        pass
     return False
 
 
@@ -144,10 +146,10 @@ def merge_shards(out: str | Path) -> pl.DataFrame:
     """Assembles `out` from its shard files, in row order, after checking that they are the
     shards of one run (same count, total and digest) and cover every row exactly once."""
     out = Path(out)
-    stem = out.name.split(".")[0]
-    files = sorted(p for p in out.parent.glob(f"{stem}.shard-*-of-*.parquet") if SHARD_FILE.search(p.name))
+    name = stem(out)
+    files = sorted(p for p in out.parent.glob(f"{name}.shard-*-of-*.parquet") if SHARD_FILE.search(p.name))
     if not files:
-        raise ConfigError(f"{out}: no shard files {stem}.shard-I-of-N.parquet beside it to merge")
+        raise ConfigError(f"{out}: no shard files {name}.shard-I-of-N.parquet beside it to merge")
     manifests = []
     for file in files:
         if not manifest_path(file).exists():
@@ -187,5 +189,5 @@ def merge_shards(out: str | Path) -> pl.DataFrame:
     io.write_parquet(merged, out)
     config = manifests[0]["file"].with_suffix(".config.yaml")  # the run's settings, the same in every shard
     if config.exists():
-        io.write_text(config.read_text(encoding="utf-8"), out.with_name(f"{stem}.config.yaml"))
+        io.write_text(config.read_text(encoding="utf-8"), out.with_name(f"{name}.config.yaml"))
     return merged

@@ -38,6 +38,7 @@ from llmrec.rank.features import FeatureContext, add_features
 from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fold_of, fusion_scores, training_rows
 from llmrec.rank.text import TextConfig, TextSignals, check_titles
 from llmrec.rank.titles import TitleChoiceConfig
+from llmrec.runs import stem
 from llmrec.shards import Shard, computed_once, seal_shard
 
 
@@ -280,10 +281,8 @@ def recommend(
         lists, report.candidate_recall = _ranked(state, config, model, work / "test")
     io.write_parquet(lists, out)
     if model is not None:
-        model.save(out.with_name(out.name.split(".")[0] + ".lgb.txt"))
-    if not config.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    return lists, _timed(report, started, lists.height)
+        model.save(out.with_name(f"{stem(out)}.lgb.txt"))
+    return lists, _finished(report, started, lists.height, work, config)
 
 
 def recommend_shard(
@@ -322,7 +321,7 @@ def recommend_shard(
         io.write_json({key: getattr(learned, key) for key in learned_keys}, folder / "learned.json")
 
     shared = _settings(config, None, valid_titles) | {"data_sha256": data.digest}  # the fit does not read titles
-    fitted = computed_once(out.with_name(out.name.split(".")[0] + ".fitted"), shared, fit, log)
+    fitted = computed_once(out.with_name(f"{stem(out)}.fitted"), shared, fit, log)
     report = RankReport(task=config.task, split=config.split.name)
     for key, value in json.loads((fitted / "learned.json").read_text(encoding="utf-8")).items():
         setattr(report, key, value)
@@ -338,9 +337,7 @@ def recommend_shard(
     lists, report.candidate_recall = _ranked(state, config, model, work, range(start // size, -(-end // size)))
     io.write_parquet(lists, part)
     seal_shard(part, shard, total, size, io.json_digest(settings))
-    if not config.keep_work:
-        shutil.rmtree(work, ignore_errors=True)
-    return lists, _timed(report, started, lists.height)
+    return lists, _finished(report, started, lists.height, work, config)
 
 
 def _check_inputs(
@@ -387,7 +384,10 @@ def _learned(
     return model, extra
 
 
-def _timed(report: RankReport, started: float, sessions: int) -> RankReport:
+def _finished(report: RankReport, started: float, sessions: int, work: Path, config: RecommendConfig) -> RankReport:
+    """The report with its timings, once the run's work folder is removed (unless kept)."""
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
     report.seconds = round(time.perf_counter() - started, 1)
     report.sessions_per_s = round(sessions / max(report.seconds, 1e-9), 1)
     report.seconds_ranking = round(report.seconds - report.seconds_training, 1)
