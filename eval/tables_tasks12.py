@@ -7,6 +7,7 @@ Writes every submission, report and the generated titles under --out (generation
 from its shards), then prints the tables and the recall@100 the grounded titles add.
 
     python eval/tables_tasks12.py --data data/synth-medium --adapter runs/task3-small-v2/adapter --limit 3000
+    python eval/tables_tasks12.py --data data/synth-medium --limit 1000 --sasrec-minutes 15  # no LLM rows
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import polars as pl
 def main() -> None:
     from llmrec import io
     from llmrec.baselines import RANKING_BASELINES, BaselineConfig, run_baseline
+    from llmrec.baselines.sasrec_config import SasrecConfig
     from llmrec.config import load_config
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import SplitConfig, load_task_split
@@ -40,7 +42,14 @@ def main() -> None:
         help="First N validation sessions of each task (LLM generation is the slow part).",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/tables-tasks12"))
+    parser.add_argument(
+        "--sasrec-minutes",
+        type=float,
+        default=SasrecConfig.max_minutes,
+        help="Training budget of the SASRec baseline per task, in minutes (training stops there).",
+    )
     args = parser.parse_args()
+    baseline_config = BaselineConfig(sasrec=SasrecConfig(max_minutes=args.sasrec_minutes))
     split = SplitConfig(limit=args.limit)
     dataset = AmazonM2(args.data)
     config = load_config(RecommendConfig, None, [f"data={args.data}"])
@@ -50,7 +59,7 @@ def main() -> None:
     for task in (1, 2):
         task_split = load_task_split(dataset, task, split)
         for name in RANKING_BASELINES:
-            rows.append(score(task_split, name, run_baseline(name, task_split, BaselineConfig())))
+            rows.append(score(task_split, name, run_baseline(name, task_split, baseline_config)))
         variants = [("rerank (ids, session signals, text)", None, None, "rerank")]
         if task in titles:
             variants.append(("rerank + grounded LLM titles", None, titles[task], "rerank-llm"))

@@ -152,6 +152,7 @@ def test_every_entry_point_works_on_an_imported_folder(imported, tmp_path):
         assert 0 <= evaluate(3, titles, titles_split.targets, titles_split.sessions["locale"])["overall"]["bleu"] <= 1
         prompts = split_prompts(data, 3, SplitConfig(name=split_name), PromptConfig())
         assert len(prompts) == len(USERS) and "Tool" in prompts[0]["prompt"] and prompts[0]["completion"].strip()
+        assert prompts[0]["prompt"].startswith("Products one customer bought")  # the folder's own template
 
 
 def test_test_ground_truth_scores_by_its_own_locale(imported):

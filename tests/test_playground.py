@@ -218,6 +218,19 @@ def test_edited_template_renders_live(playground):
     )  # the configured template is untouched
 
 
+def test_a_data_folder_that_names_its_template_gets_it(playground, config):
+    """`prompt.template: auto`: a folder whose dataset.yaml names a template (imported purchase
+    histories) renders with it, in the prompt and in the template the page shows for editing."""
+    own = Path(config.data).parent / "tiny-purchases"
+    if not own.exists():
+        shutil.copytree(config.data, own)
+        (own / "dataset.yaml").write_text("prompt_template: purchases\n")
+    request = dataclasses.replace(playground.default_request("UK"), data=str(own))
+    assert playground.render(request).prompt.startswith("Products one customer bought, oldest first:\n- ")
+    assert playground.template_text("UK", str(own)).footer == "Next purchase:\n-"
+    assert playground.template_text("UK").header.startswith("Amazon UK shopping session")  # the configured folder's
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -10,7 +10,7 @@ from llmrec.data.dataset import AmazonM2
 from llmrec.data.schema import LOCALES
 from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.errors import ConfigError
-from llmrec.prompts import PromptConfig, load_templates, prompt_dataset, render_prompts
+from llmrec.prompts import PromptConfig, load_templates, prompt_dataset, render_prompts, resolve_template
 from llmrec.prompts.render import template_path
 from tests.helpers import tiny_tokenizer
 
@@ -106,9 +106,15 @@ def test_every_locale_renders_in_its_language(tiny_data):
 
 def test_bad_template_files_are_named(tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text("en: {header: a, item: '{title}', footer: b, attributes: {}, unknown: u}\n")
-    with pytest.raises(ValueError, match="t.yaml: no template for language 'de'"):
-        load_templates(path)
+    for text, error in (
+        ("xx: {header: a}\n", "t.yaml: unknown language 'xx'"),
+        ("", "t.yaml: no language templates"),
+        ("en: header\n", "t.yaml: template 'en' is not a mapping"),
+        ("en: {header: a, item: '{title}', footer: b, attributes: {}, unknown: u}\n", "template 'en' item must"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=error):
+            load_templates(path)
     raw = yaml.safe_load(template_path(PromptConfig().template).read_text(encoding="utf-8"))
     raw["en"]["item"] = "- {title}"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
@@ -126,3 +132,31 @@ def test_an_empty_session_is_a_clear_error():
     )
     with pytest.raises(ValueError, match="session 7 has no items"):
         render_prompts(empty, CATALOG, PromptConfig())
+
+
+def test_a_template_may_cover_some_languages_and_names_a_missing_one():
+    purchases = PromptConfig(template="purchases", attributes=[])
+    catalog = CATALOG.with_columns(pl.lit("UK").alias("locale"))
+    (uk,) = render_prompts(sessions([0, 1], locale="UK"), catalog, purchases).to_list()
+    assert uk == "\n".join(
+        [
+            "Products one customer bought, oldest first:",
+            "- Handyhülle Schwarz",
+            "- Handyhülle Rot",
+            "Next purchase:",
+            "-",
+        ]
+    )
+    with pytest.raises(ConfigError, match=r"purchases.yaml: no template for language 'de' \(sessions of locale DE\)"):
+        render_prompts(sessions([0, 1]), CATALOG, purchases)
+
+
+def test_auto_template_is_the_data_folders_own(tmp_path):
+    auto = PromptConfig()
+    assert resolve_template(auto, tmp_path).template == "task3"  # M2 and synthetic folders name none
+    (tmp_path / "dataset.yaml").write_text("prompt_template: purchases\n")
+    assert resolve_template(auto, tmp_path).template == "purchases"
+    assert resolve_template(PromptConfig(template="task3"), tmp_path).template == "task3"  # an explicit choice stays
+    (tmp_path / "dataset.yaml").write_text("prompt_template: 3\n")
+    with pytest.raises(ConfigError, match="dataset.yaml: prompt_template must name a template"):
+        resolve_template(auto, tmp_path)

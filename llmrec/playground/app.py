@@ -243,20 +243,23 @@ def build_app(playground: Playground) -> gr.Blocks:
                 shown(result.grounded),
             ]
 
-        def template_of(locale_v: str) -> list:
-            text = playground.template_text(locale_v)
+        def template_of(locale_v: str, data_v: str) -> list:
+            try:
+                text = playground.template_text(locale_v, data_v)
+            except ERRORS:  # a folder or locale the template does not cover: render names the problem
+                return [gr.update(), gr.update(), gr.update()]
             return [text.header, text.item, text.footer]
 
         prompt_controls = [split, source, session, typed, header, item, footer, history, attributes, model]
-        live = [c.input for c in prompt_controls] + [
-            data.submit,
-            data.blur,
-        ]  # a folder path is read once typed, not per keystroke
-        gr.on(live, render, controls, results, trigger_mode="always_last")
-        locale.input(template_of, locale, [header, item, footer]).then(render, controls, results)
+        gr.on([c.input for c in prompt_controls], render, controls, results, trigger_mode="always_last")
+        # a new locale or data folder loads its template (`prompt.template: auto` follows the folder); a folder
+        # path is read once typed, not per keystroke
+        gr.on([locale.input, data.submit, data.blur], template_of, [locale, data], [header, item, footer]).then(
+            render, controls, results
+        )
         decoding.input(lambda d, n: 1 if d == "greedy" else n, [decoding, candidates_n], candidates_n)
         generate.click(answer, controls, results, concurrency_limit=1)
-        app.load(template_of, locale, [header, item, footer]).then(render, controls, results)
+        app.load(template_of, [locale, data], [header, item, footer]).then(render, controls, results)
     return app
 
 

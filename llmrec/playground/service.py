@@ -30,7 +30,7 @@ from llmrec.errors import ConfigError
 from llmrec.generate.base import GenerateConfig, Generator
 from llmrec.models.prepare import DEFAULT_MODELS
 from llmrec.playground.templates import TemplateText, edited_template_file, read_template_text
-from llmrec.prompts.render import PromptConfig, render_prompts
+from llmrec.prompts.render import PromptConfig, render_prompts, resolve_template
 from llmrec.retrieve import CatalogIndex, Encoder, RetrieveConfig
 from llmrec.runs import overrides_of, trained_settings
 
@@ -209,9 +209,11 @@ class Playground:
             ground_k=config.ground_k,
         )
 
-    def template_text(self, locale: str) -> TemplateText:
-        """The configured template of `locale`'s language, where edits start from."""
-        return read_template_text(self.config.prompt.template, LANGUAGE[check_locale(locale)])
+    def template_text(self, locale: str, data: str | None = None) -> TemplateText:
+        """The configured template of `locale`'s language for the data folder (default: the
+        configured one), where edits start from."""
+        template = resolve_template(self.config.prompt, data or self.config.data).template
+        return read_template_text(template, LANGUAGE[check_locale(locale)])
 
     def session_count(self, data: str, split: str, locale: str) -> int:
         self.check_request(dataclasses.replace(self.default_request(check_locale(locale)), data=data))
@@ -226,7 +228,7 @@ class Playground:
             if request.history < 1:
                 raise ValueError(f"history must be at least 1, got {request.history}")
             sessions, catalog, target, description = self._session(request, locale)
-            template = self.config.prompt.template
+            template = resolve_template(self.config.prompt, request.data).template
             if request.template is not None:
                 template = str(
                     edited_template_file(template, LANGUAGE[locale], request.template, Path(self._scratch.name))

@@ -8,9 +8,17 @@ import polars as pl
 from llmrec.config import ConfigError
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
-from llmrec.prompts.render import PromptConfig, load_templates, render_prompts
+from llmrec.prompts.render import PromptConfig, load_templates, render_prompts, resolve_template
 
-__all__ = ["PromptConfig", "load_templates", "render_prompts", "prompt_dataset", "session_prompt", "split_prompts"]
+__all__ = [
+    "PromptConfig",
+    "load_templates",
+    "prompt_dataset",
+    "render_prompts",
+    "resolve_template",
+    "session_prompt",
+    "split_prompts",
+]
 
 
 def prompt_dataset(
@@ -40,6 +48,7 @@ def split_prompts(
     title as completion for labelled task 3 splits. Tasks 1 and 2 get prompts too: their
     generated titles are grounded to products."""
     task_split = load_task_split(data, task, split)
+    config = resolve_template(config, data.root)
     return prompt_dataset(
         task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer
     )
@@ -53,5 +62,5 @@ def session_prompt(data: AmazonM2, split: SplitConfig, config: PromptConfig, ind
         raise ConfigError(f"--index {index} is outside the {task_split.sessions.height} sessions of split {split.name}")
     row = task_split.sessions.slice(index, 1)
     target = task_split.targets.slice(index, 1) if task_split.targets is not None else None
-    example = prompt_dataset(row, task_split.catalog, config, target, tokenizer)[0]
+    example = prompt_dataset(row, task_split.catalog, resolve_template(config, data.root), target, tokenizer)[0]
     return example, len(tokenizer(example["prompt"])["input_ids"])

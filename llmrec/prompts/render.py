@@ -8,13 +8,14 @@ should follow. When a tokenizer is given, the oldest items are dropped until the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 import yaml
 
 from llmrec.data.errors import DataFormatError
+from llmrec.data.importers.folder import MANIFEST
 from llmrec.data.schema import LANGUAGE
 from llmrec.errors import ConfigError
 
@@ -22,11 +23,14 @@ ATTRIBUTES = ("brand", "color", "size", "price")
 CURRENCY = {"UK": "£", "DE": "€", "JP": "¥", "ES": "€", "FR": "€", "IT": "€"}
 TEMPLATE_KEYS = ("header", "item", "footer", "attributes", "unknown")
 TEMPLATES = Path(__file__).parent / "templates"
+AUTO = "auto"
+DEFAULT_TEMPLATE = "task3"  # shopping sessions, in the six locales' languages
 
 
 @dataclass
 class PromptConfig:
-    template: str = "task3"  # a template file, or the name of a shipped one (llmrec/prompts/templates/<name>.yaml)
+    template: str = AUTO  # a template file, the name of a shipped one (llmrec/prompts/templates/<name>.yaml), or
+    # auto: the data folder's own (`prompt_template` in its dataset.yaml: purchases for imported data), else task3
     history: int = 4  # K: the last K session items are shown
     attributes: list[str] = field(
         default_factory=list
@@ -47,8 +51,23 @@ class Template:
     unknown: str
 
 
+def resolve_template(config: PromptConfig, data: str | Path) -> PromptConfig:
+    """`config` with `template: auto` replaced by the template the data folder names (imported
+    purchase histories name `purchases`; M2 and the synthetic sets name none: task3)."""
+    if config.template != AUTO:
+        return config
+    manifest = Path(data) / MANIFEST
+    named = (yaml.safe_load(manifest.read_text(encoding="utf-8")) or {}) if manifest.exists() else {}
+    template = named.get("prompt_template", DEFAULT_TEMPLATE) if isinstance(named, dict) else DEFAULT_TEMPLATE
+    if not isinstance(template, str) or not template:
+        raise ConfigError(f"{manifest}: prompt_template must name a template")
+    return replace(config, template=template)
+
+
 def template_path(name_or_path: str | Path) -> Path:
-    """A template file: an existing path, or the name of a shipped one (`task3`)."""
+    """A template file: an existing path, or the name of a shipped one (`task3`); `auto` not
+    resolved against a data folder is task3."""
+    name_or_path = DEFAULT_TEMPLATE if name_or_path == AUTO else name_or_path
     path = Path(name_or_path)
     shipped = TEMPLATES / f"{name_or_path}.yaml"
     if not path.exists() and path.suffix not in (".yaml", ".yml") and len(path.parts) == 1 and shipped.exists():
@@ -57,16 +76,22 @@ def template_path(name_or_path: str | Path) -> Path:
 
 
 def load_templates(path: str | Path) -> dict[str, Template]:
-    """language -> Template, checked for every language of the six locales."""
+    """language -> Template, for the languages the file covers (a dataset's own template may
+    cover its language only; rendering a session of another language is an error)."""
     path = template_path(path)
     if not path.exists():
         raise ConfigError(f"{path}: prompt template file not found")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    languages = sorted(set(LANGUAGE.values()))
+    unknown = [key for key in raw if key not in languages] if isinstance(raw, dict) else []
+    if not isinstance(raw, dict) or not raw or unknown:
+        found = f"unknown language '{unknown[0]}'" if unknown else "no language templates"
+        raise ConfigError(f"{path}: {found} (expected keys among {', '.join(languages)})")
     templates = {}
-    for language in sorted(set(LANGUAGE.values())):
-        entry = raw.get(language)
+    for language in [language for language in languages if language in raw]:
+        entry = raw[language]
         if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: no template for language '{language}'")
+            raise ConfigError(f"{path}: template '{language}' is not a mapping")
         missing = [k for k in TEMPLATE_KEYS if k not in entry]
         if missing:
             raise ConfigError(f"{path}: template '{language}' lacks '{missing[0]}'")
@@ -96,6 +121,8 @@ def load_templates(path: str | Path) -> dict[str, Template]:
 def _template_table(templates: dict[str, Template]) -> pl.DataFrame:
     rows = []
     for locale, language in LANGUAGE.items():
+        if language not in templates:
+            continue
         t = templates[language]
         row = {
             "locale": locale,
@@ -171,6 +198,15 @@ def render_prompts(sessions: pl.DataFrame, catalog: pl.DataFrame, config: Prompt
             "no items to build a prompt from",
         )
     templates = load_templates(config.template)
+    missing = sessions.select(pl.col("locale").cast(pl.String).unique().sort()).filter(
+        ~pl.col("locale").replace_strict(LANGUAGE, default=None).is_in(list(templates))
+    )
+    if missing.height:
+        locale = missing["locale"][0]
+        raise ConfigError(
+            f"{template_path(config.template)}: no template for language '{LANGUAGE.get(locale, locale)}' "
+            f"(sessions of locale {locale}); it covers {', '.join(templates)}"
+        )
     lines = session_lines(sessions, catalog, config, templates)
     if tokenizer is not None:
         lines = _fit_budget(lines, tokenizer, config.max_prompt_tokens)

@@ -13,7 +13,7 @@ from llmrec.data.errors import DataFormatError
 from llmrec.data.schema import LOCALES
 from llmrec.data.split import SplitConfig, load_task_split, titles_of
 from llmrec.errors import ConfigError
-from llmrec.prompts import prompt_dataset
+from llmrec.prompts import prompt_dataset, resolve_template
 from llmrec.train.config import Task3Config
 
 
@@ -40,6 +40,7 @@ def training_prompts(config: Task3Config, tokenizer) -> tuple[datasets.Dataset, 
         raise DataFormatError(
             config.data, f"no labelled sessions with titles to train or validate on (train.locales={settings.locales})"
         )
-    train = prompt_dataset(history, split.catalog, config.prompt, history["title"], tokenizer)
-    valid = prompt_dataset(sessions, split.catalog, config.prompt, sessions["title"], tokenizer)
+    prompt = resolve_template(config.prompt, config.data)
+    train = prompt_dataset(history, split.catalog, prompt, history["title"], tokenizer)
+    valid = prompt_dataset(sessions, split.catalog, prompt, sessions["title"], tokenizer)
     return train, valid

@@ -41,6 +41,7 @@ from llmrec.data.schema import (
 from llmrec.data.write import write_sessions
 
 MANIFEST = "dataset.yaml"
+PROMPT_TEMPLATE = "purchases"  # what `prompt.template: auto` renders: a user's history over time, not a session
 LOCALE = "UK"  # one English locale: the prompts speak English, the catalogue is one market
 MIN_USER_ITEMS = MIN_SESSION_LENGTH + 2  # inputs of the validation session, its target, the test target
 TEST_TASKS = (1, 3)  # task 1 scores ranked items, task 3 the next title; same sessions
@@ -163,6 +164,7 @@ def write_folder(
         "protocol": "leave-one-out",
         "config": asdict(config),
         "locale": LOCALE,
+        "prompt_template": PROMPT_TEMPLATE,
         "counts": {
             "users": test.height,
             "users_skipped": skipped,
