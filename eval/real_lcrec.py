@@ -18,7 +18,9 @@ resolved configs land under --out, and a rerun reuses what is there):
 - with --llm-steps N > 0, the LLM rows: `llmrec finetune --task 3` for N steps (LoRA), titles
   for the validation and test users (`llmrec generate`), their BLEU beside the last title's and
   co-visitation's top item's (overall and by history length), "LLM grounded" (the generated
-  titles grounded by e5 + faiss, BIGRec-style) and the hybrid with the LLM's grounded titles as
+  titles grounded by e5 + faiss, BIGRec-style), "LLM constrained" (beam search over the
+  catalogue's titles, `generate.decoding=constrained`, each beam's product first, then their e5
+  neighbours) and the hybrid with the LLM's grounded titles as
   a source and features, learned from titles generated for its own training (validation)
   sessions.
 
@@ -108,6 +110,7 @@ def main() -> None:
         default=["lora.layers=[15,16,17,18,19,20,21,22,23,24,25,26,27,28,29]", "lora.num_layers=30"],
         help="LoRA overrides (default: the top half of SmolLM2-135M's 30 layers, which halves the backward pass)",
     )
+    parser.add_argument("--beams", type=int, default=10, help="beams (titles per user) of the constrained row")
     parser.add_argument(
         "--valid-users", type=int, default=0, help="titles for the first N validation users only (0: all)"
     )
@@ -287,6 +290,43 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
         )
         budget["LLM grounded"] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + titles"
     score("LLM grounded", grounded)
+    beams = out / "titles-test-constrained.parquet"
+    if not beams.exists():
+        cpu = llmrec(
+            "generate",
+            "--task",
+            "1",
+            "--backend",
+            args.backend,
+            "--adapter",
+            str(adapter_run / "adapter"),
+            "--data",
+            str(folder),
+            "--split",
+            "test",
+            "--out",
+            str(beams),
+            "generate.decoding=constrained",
+            f"generate.num_beams={args.beams}",
+            f"generate.num_candidates={args.beams}",
+            log=log,
+        )
+        budget["titles (test, constrained)"] = f"{cpu / 60:.1f} CPU min"
+    constrained = out / "llm-constrained.parquet"
+    if not constrained.exists():
+        cpu = llmrec(
+            *recommend,
+            "--out",
+            str(constrained),
+            "--titles",
+            str(beams),
+            "reranker.kind=fusion",
+            "reranker.fusion_weights={grounded: 1.0}",
+            "candidates.grounded_top=100",
+            log=log,
+        )
+        budget["LLM constrained"] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + constrained titles"
+    score("LLM constrained", constrained)
     hybrid = out / "hybrid-llm.parquet"
     if not hybrid.exists():
         cpu = llmrec(

