@@ -110,6 +110,13 @@ def main() -> None:
         default=["lora.layers=[15,16,17,18,19,20,21,22,23,24,25,26,27,28,29]", "lora.num_layers=30"],
         help="LoRA overrides (default: the top half of SmolLM2-135M's 30 layers, which halves the backward pass)",
     )
+    parser.add_argument("--llm-minutes", type=float, default=0, help="stop finetuning after this long (0: no limit)")
+    parser.add_argument(
+        "--no-llm-hybrid",
+        dest="llm_hybrid",
+        action="store_false",
+        help="skip the hybrid with LLM features (it needs titles for the validation users too: a second pass)",
+    )
     parser.add_argument("--beams", type=int, default=10, help="beams (titles per user) of the constrained row")
     parser.add_argument(
         "--valid-users", type=int, default=0, help="titles for the first N validation users only (0: all)"
@@ -238,111 +245,55 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
     if not (adapter_run / "adapter").exists():
         cpu = llmrec(
             "finetune",
-            "--task",
-            "3",
-            "--config",
-            args.finetune_config,
-            f"data={folder}",
-            f"model={args.model}",
-            f"train.out={adapter_run}",
-            f"train.max_steps={args.llm_steps}",
-            "train.max_minutes=0",
+            *("--task", "3", "--config", args.finetune_config, f"data={folder}", f"model={args.model}"),
+            *(f"train.out={adapter_run}", f"train.max_steps={args.llm_steps}", f"train.max_minutes={args.llm_minutes}"),
             *args.lora,
             log=log,
         )
-        budget["LLM finetune"] = f"{args.llm_steps} steps, {cpu / 60:.1f} CPU min ({args.model})"
-    titles = {}
-    for split in ("valid", "test"):
-        path = out / f"titles-{split}.parquet"
-        limit = ["--limit", str(args.valid_users)] if split == "valid" and args.valid_users else []
+        steps = max(json.loads(line)["step"] for line in (adapter_run / "train_log.jsonl").read_text().splitlines())
+        budget["LLM finetune"] = f"{steps} steps, {cpu / 60:.1f} CPU min ({args.model})"
+    adapter = str(adapter_run / "adapter")
+
+    def titles(split: str, name: str, *settings: str) -> Path:
+        path = out / f"{name}.parquet"
         if not path.exists():
+            limit = ["--limit", str(args.valid_users)] if split == "valid" and args.valid_users else []
             cpu = llmrec(
-                "generate",
-                "--task",
-                "1",
-                "--backend",
-                args.backend,
-                "--adapter",
-                str(adapter_run / "adapter"),
-                "--data",
-                str(folder),
-                "--split",
-                split,
-                "--out",
-                str(path),
-                *limit,
+                *("generate", "--task", "1", "--backend", args.backend, "--adapter", adapter, "--data", str(folder)),
+                *("--split", split, "--out", str(path), *limit, *settings),
                 log=log,
             )
-            budget[f"titles ({split})"] = f"{cpu / 60:.1f} CPU min"
-        titles[split] = path
-    grounded = out / "llm-grounded.parquet"
-    if not grounded.exists():
-        cpu = llmrec(
-            *recommend,
-            "--out",
-            str(grounded),
-            "--titles",
-            str(titles["test"]),
-            "reranker.kind=fusion",
-            "reranker.fusion_weights={grounded: 1.0}",
-            "candidates.grounded_top=100",
-            log=log,
-        )
-        budget["LLM grounded"] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + titles"
-    score("LLM grounded", grounded)
-    beams = out / "titles-test-constrained.parquet"
-    if not beams.exists():
-        cpu = llmrec(
-            "generate",
-            "--task",
-            "1",
-            "--backend",
-            args.backend,
-            "--adapter",
-            str(adapter_run / "adapter"),
-            "--data",
-            str(folder),
-            "--split",
-            "test",
-            "--out",
-            str(beams),
-            "generate.decoding=constrained",
-            f"generate.num_beams={args.beams}",
-            f"generate.num_candidates={args.beams}",
-            log=log,
-        )
-        budget["titles (test, constrained)"] = f"{cpu / 60:.1f} CPU min"
-    constrained = out / "llm-constrained.parquet"
-    if not constrained.exists():
-        cpu = llmrec(
-            *recommend,
-            "--out",
-            str(constrained),
-            "--titles",
-            str(beams),
-            "reranker.kind=fusion",
-            "reranker.fusion_weights={grounded: 1.0}",
-            "candidates.grounded_top=100",
-            log=log,
-        )
-        budget["LLM constrained"] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + constrained titles"
-    score("LLM constrained", constrained)
-    hybrid = out / "hybrid-llm.parquet"
-    if not hybrid.exists():
-        cpu = llmrec(
-            *recommend,
-            "--out",
-            str(hybrid),
-            "--titles",
-            str(titles["test"]),
-            "--valid-titles",
-            str(titles["valid"]),
-            *sasrec_source,
-            log=log,
-        )
-        budget["hybrid: ids + text + LLM"] = f"{cpu / 60:.1f} CPU min + finetune + titles"
-    score("hybrid: ids + text + LLM", hybrid)
-    return title_bleu(folder, titles["test"], out / "covisit.parquet")
+            budget[name] = f"{cpu / 60:.1f} CPU min"
+        return path
+
+    def grounded_row(label: str, generated: Path) -> None:
+        path = out / f"{label.lower().replace(' ', '-')}.parquet"
+        if not path.exists():
+            cpu = llmrec(
+                *(*recommend, "--out", str(path), "--titles", str(generated), "reranker.kind=fusion"),
+                *("reranker.fusion_weights={grounded: 1.0}", "candidates.grounded_top=100"),
+                log=log,
+            )
+            budget[label] = f"{cpu / 60:.1f} CPU min (grounding) + finetune + {generated.stem}"
+        score(label, path)
+
+    test_titles = titles("test", "titles-test")
+    bleu = title_bleu(folder, test_titles, out / "covisit.parquet")
+    grounded_row("LLM grounded", test_titles)
+    beams = [f"generate.num_beams={args.beams}", f"generate.num_candidates={args.beams}"]
+    grounded_row("LLM constrained", titles("test", "titles-test-constrained", "generate.decoding=constrained", *beams))
+    if args.llm_hybrid:
+        hybrid = out / "hybrid-llm.parquet"
+        if not hybrid.exists():
+            valid_titles = titles("valid", "titles-valid")
+            cpu = llmrec(
+                *(*recommend, "--out", str(hybrid), "--titles", str(test_titles)),
+                *("--valid-titles", str(valid_titles), *sasrec_source),
+                log=log,
+            )
+            budget["hybrid: ids + text + LLM"] = f"{cpu / 60:.1f} CPU min + finetune + titles"
+        score("hybrid: ids + text + LLM", hybrid)
+    return bleu
 
 
 def title_bleu(folder: Path, titles: Path, covisit_lists: Path) -> dict:
