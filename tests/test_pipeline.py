@@ -57,7 +57,7 @@ def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeyp
     from llmrec.rank import pipeline
 
     settings = config(tiny_data, "task=1", "reranker.kind=fusion", "chunk_size=100")
-    reference, _ = rank(settings, tmp_path / "ref.parquet")
+    reference, reference_report = rank(settings, tmp_path / "ref.parquet")
     calls = []
     original = pipeline.SplitState.features
 
@@ -73,8 +73,9 @@ def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeyp
     assert len(list((tmp_path / "run.parquet.work" / "test").glob("chunk-*"))) == 2
     calls.clear()
     monkeypatch.setattr(pipeline.SplitState, "features", original)
-    resumed, _ = rank(settings, tmp_path / "run.parquet")
+    resumed, report = rank(settings, tmp_path / "run.parquet")
     assert resumed.equals(reference)
+    assert report.candidate_recall == reference_report.candidate_recall  # of every chunk, not only the resumed ones
     with pytest.raises(ValueError, match="holds partial outputs of another run"):
         (tmp_path / "run.parquet.work").mkdir()
         (tmp_path / "run.parquet.work" / "settings.json").write_text(json.dumps({"task": 2}))

@@ -420,11 +420,15 @@ def _chunks(
     `folder`; existing chunks are reused."""
     size = config.chunk_size
     chunks = range(-(-state.queries.height // size)) if chunks is None else chunks
-    paths = {chunk: folder / f"chunk-{size}-{chunk:05d}.parquet" for chunk in chunks}
+    paths = {chunk: _chunk_path(config, folder, chunk) for chunk in chunks}
     todo = [chunk for chunk, path in paths.items() if not path.exists()]
     for chunk in track(todo, label, total=len(todo)):
         io.write_parquet(compute(state.queries.slice(chunk * size, size)), paths[chunk])
     return list(paths.values())
+
+
+def _chunk_path(config: RecommendConfig, folder: Path, chunk: int) -> Path:
+    return folder / f"chunk-{config.chunk_size}-{chunk:05d}.parquet"
 
 
 def _training_rows(state: SplitState, config: RecommendConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
@@ -522,24 +526,35 @@ def _ranked(
     chunks: range | None = None,
 ) -> tuple[pl.DataFrame, dict | None]:
     """Every chunk (or `chunks`) ranked by `model` (or fused without one), and the candidate
-    recall when the sessions are labelled; ranked lists are the saved chunks."""
-    recall = _Recall(state.sources.names)
+    recall when the sessions are labelled; ranked lists are the saved chunks. Each chunk's true
+    items' source ranks are saved beside it, so a resumed run reports the recall of every chunk."""
     labelled = state.queries["target"].null_count() < state.queries.height
+    positives = lambda path: path.with_name(path.name.replace("chunk-", "positives-", 1))  # noqa: E731
 
     def compute(queries: pl.DataFrame) -> pl.DataFrame:
         frame = state.features(queries)
-        if labelled:
-            recall.add(frame, queries)
-        scores = model.score(frame) if model is not None else fusion_scores(frame, config.reranker)
         chunk = int(queries["query"][0]) // config.chunk_size
+        if labelled:
+            ranks = [f"r_{name}" for name in state.sources.names]
+            io.write_parquet(
+                frame.filter(pl.col("label") == 1).select("label", *ranks),
+                positives(_chunk_path(config, folder, chunk)),
+            )
+        scores = model.score(frame) if model is not None else fusion_scores(frame, config.reranker)
         ranked = _top_k(state, frame.select("query", "item").with_columns(pl.Series("score", scores)), chunk, config)
         return ranked.with_columns(pl.lit(chunk).alias("chunk"))
 
     paths = _chunks(state, config, folder, "candidates, features, ranking", compute, chunks)
     if not paths:  # a shard past the last chunk (more shards than chunks)
         return pl.DataFrame(schema={"locale": pl.String, "next_item_prediction": pl.List(pl.String)}), None
-    lists = pl.concat([pl.read_parquet(p) for p in paths]).drop("chunk")
-    return lists, recall.result() if labelled else None
+    lists = pl.concat([pl.read_parquet(p) for p in paths])
+    if not labelled:
+        return lists.drop("chunk"), None
+    recall = _Recall(state.sources.names)
+    for path, chunk in zip(paths, lists["chunk"].unique(maintain_order=True).to_list()):
+        queries = state.queries.slice(chunk * config.chunk_size, config.chunk_size)
+        recall.add(pl.read_parquet(positives(path)), queries)
+    return lists.drop("chunk"), recall.result()
 
 
 def _top_k(state: SplitState, scored: pl.DataFrame, chunk: int, config: RecommendConfig) -> pl.DataFrame:
