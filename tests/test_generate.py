@@ -494,6 +494,28 @@ def test_constrained_beams_covering_the_catalogue_are_its_exact_distribution(hf)
     assert free[0][0][0] == TRUE_TITLES[0]
 
 
+def test_the_tree_cache_scores_titles_as_a_plain_forward_pass(hf):
+    """HF's constrained step encodes each prompt and trie node once, into one cache for a batch of
+    prompts (4-D masks); a title's score must be what a plain forward pass over prompt + title
+    gives: the log-softmax over the allowed tokens at each node that branches."""
+    generator = hf["adapter"]
+    rules = constraint(generator.tokenizer, exclude_history=False)
+    trie, n = rules.tries["UK"], len(CATALOGUE)
+    found = rules.generate(generator, chunk(5), num_beams=n, num_candidates=n)  # batch_size 4: two caches
+    for prompt, candidates in zip(PROMPTS[:5], found):
+        prompt_ids = generator.tokenizer(prompt)["input_ids"]
+        for title, score in candidates[:: n // 4]:
+            tokens = generator.tokenizer(" " + title, add_special_tokens=False)["input_ids"] + [trie.end_id]
+            with torch.no_grad():
+                logits = generator.model(torch.tensor([prompt_ids + tokens])).logits[0, len(prompt_ids) - 1 :].float()
+            expected, node = 0.0, 0
+            for position, token in enumerate(tokens):
+                allowed = list(trie.children[node])
+                expected += torch.log_softmax(logits[position, allowed], dim=-1)[allowed.index(token)].item()
+                node = trie.children[node][token]
+            assert score == pytest.approx(expected, abs=1e-4)
+
+
 @pytest.fixture(scope="module")
 def vllm_constrained(tiny):
     settings = dict(backend="vllm", decoding="constrained", num_beams=4, num_candidates=4, vllm_lora="request")

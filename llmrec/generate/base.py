@@ -79,8 +79,8 @@ class Generator(Protocol):
         """`num_candidates` candidates per prompt, best first."""
         ...
 
-    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
-        """Constrained decoding's one question (`llmrec.generate.constrained.StepFn`)."""
+    def constrained_beams(self, prompt_ids: list[list[int]], trie, num_beams: int, banned: list[dict[int, int]]):
+        """`constrained_beam_search` over `trie` for every prompt, with this backend's step."""
         ...
 
 

@@ -19,7 +19,8 @@ The search is token-synchronous, as transformers runs beam search: each step ext
 beam by one allowed token, keeps the top 2 x beams continuations, moves those that end a title
 (and rank in the top `num_beams`) to the finished list and continues with the best others.
 Backends only answer one question, the renormalized log-probabilities of a beam's allowed next
-tokens (`trie_step`), so HF and vLLM run the same search. Titles of the session's own products
+tokens (a `StepFn`), so HF (a trie-shaped key/value cache, `hf_tree`) and vLLM (its prefix
+cache) run the same search. Titles of the session's own products
 can be banned (`exclude_history`): M2 never scores them, and a beam spent on one is lost.
 """
 
@@ -62,7 +63,12 @@ class TitleTrie:
                 path.append(node)
             self.title_at.setdefault(node, index)
             self.path_of_title.append(path)
-        self.titles_below = [0] * len(self.children)  # distinct titles in each node's subtree
+        size = len(self.children)
+        self.parent, self.token, self.depth = [0] * size, [-1] * size, [0] * size  # root: no token, depth 0
+        for node, children in enumerate(self.children):  # children are numbered after their parents
+            for token, child in children.items():
+                self.parent[child], self.token[child], self.depth[child] = node, token, self.depth[node] + 1
+        self.titles_below = [0] * size  # distinct titles in each node's subtree
         for title in self.title_at.values():
             for node in [0, *self.path_of_title[title]]:
                 self.titles_below[node] += 1
@@ -181,7 +187,7 @@ class CatalogConstraint:
                 continue  # no titled product in this locale: no candidates
             ids = generator.tokenizer(part["prompt"].to_list(), add_special_tokens=True)["input_ids"]
             bans = [trie.banned(self.banned_titles.get(s, [])) for s in part["session_id"].to_list()]
-            beams = constrained_beam_search(generator.trie_step(ids, num_beams), len(ids), trie, num_beams, bans)
+            beams = generator.constrained_beams(ids, trie, num_beams, bans)
             for row, found in zip(part["row"].to_list(), beams):
                 results[row] = [(self.titles[locale][title], score) for title, score in found[:num_candidates]]
                 generator.generated_tokens += sum(len(trie.path_of_title[title]) for title, _ in found[:num_candidates])

@@ -118,31 +118,16 @@ class HFGenerator:
         candidates = [(title_text(self.tokenizer, tokens), score) for tokens, score in zip(kept, scores)]
         return [sorted(candidates[i * n : (i + 1) * n], key=lambda c: -c[1]) for i in range(len(ids))]
 
-    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
-        """Constrained decoding's step: one forward pass over prompt + prefix of every asked beam
-        (no cache: the reference, vLLM's prefix cache is the fast path), in batches of
-        `batch_size` x `num_beams` rows, log-softmax over each beam's allowed tokens."""
-        rows_per_pass = self.config.batch_size * num_beams
+    def constrained_beams(self, prompt_ids: list[list[int]], trie, num_beams: int, banned: list[dict[int, int]]):
+        """Constrained decoding in batches of `batch_size` prompts, each over one trie-shaped cache."""
+        from llmrec.generate.constrained import constrained_beam_search
+        from llmrec.generate.hf_tree import TreeCacheStep
 
-        @torch.no_grad()
-        def step(indices: list[int], prefixes: list[tuple[int, ...]], allowed: list[list[int]]):
-            found = []
-            for start in range(0, len(indices), rows_per_pass):
-                end = start + rows_per_pass
-                rows = [prompt_ids[i] + list(p) for i, p in zip(indices[start:end], prefixes[start:end])]
-                input_ids, attention = left_padded(rows, self.pad_id)
-                positions = (attention.cumsum(1) - 1).clamp(min=0)  # as generate() places left-padded rows
-                logits = self.model(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device),
-                    position_ids=positions.to(self.device),
-                    logits_to_keep=1,
-                ).logits[:, -1]
-                for row, tokens in zip(logits.float().cpu(), allowed[start:end]):
-                    found.append(dict(zip(tokens, torch.log_softmax(row[tokens], dim=-1).tolist())))
-            return found
-
-        return step
+        size, beams = self.config.batch_size, []
+        for start in range(0, len(prompt_ids), size):
+            step = TreeCacheStep(self.model, trie, prompt_ids[start : start + size], self.pad_id)
+            beams += constrained_beam_search(step, len(step.slot), trie, num_beams, banned[start : start + size])
+        return beams
 
 
 class TokenLogprobs(LogitsProcessor):

@@ -128,14 +128,22 @@ class VLLMGenerator:
             return self._beam_search(ids)
         return self._sample(ids)
 
-    def trie_step(self, prompt_ids: list[list[int]], num_beams: int):
-        """Constrained decoding's step: one engine call for all asked beams (prompt + prefix, one
-        greedy token among the allowed ones; the prefix cache keeps the prompt's work), reading
-        the 2 x beams best log-probabilities after the mask, i.e. renormalized over the allowed."""
+    def constrained_beams(self, prompt_ids: list[list[int]], trie, num_beams: int, banned: list[dict[int, int]]):
+        """Constrained decoding with one engine call per step for all asked beams (prompt + prefix,
+        one greedy token among the allowed; the prefix cache keeps the prompt's work), reading the
+        2 x beams best log-probabilities after the mask, i.e. renormalized over the allowed."""
         from vllm import SamplingParams, TokensPrompt
+
+        from llmrec.generate.constrained import constrained_beam_search
 
         if self.config.decoding != "constrained":
             raise ConfigError("this vLLM engine was not built for generate.decoding=constrained")
+        longest = max(map(len, prompt_ids), default=0)
+        if longest + trie.max_depth > self.max_model_len:
+            raise ConfigError(
+                f"a prompt has {longest} tokens: with titles of up to {trie.max_depth} tokens it exceeds the vLLM "
+                f"context of {self.max_model_len}"
+            )
 
         def step(indices: list[int], prefixes: list[tuple[int, ...]], allowed: list[list[int]]):
             requests = [TokensPrompt(prompt_token_ids=prompt_ids[i] + list(p)) for i, p in zip(indices, prefixes)]
@@ -155,7 +163,7 @@ class VLLMGenerator:
                 for out in outputs
             ]
 
-        return step
+        return constrained_beam_search(step, len(prompt_ids), trie, num_beams, banned)
 
     def _sample(self, ids: list[list[int]]) -> list[list[Candidate]]:
         from vllm import SamplingParams, TokensPrompt
