@@ -196,6 +196,19 @@ def test_grounded_products_come_from_the_catalog(playground, catalog):
     assert known.select((pl.col("price").eq_missing(pl.col("catalog_price"))).all()).item()
 
 
+def test_constrained_decoding_names_catalogue_products_only(playground, catalog, split):
+    """Beams over the locale's catalogue titles: each candidate is a real product's title (its
+    own nearest product), none of them one the session viewed."""
+    request = dataclasses.replace(playground.default_request("FR"), decoding="constrained", num_candidates=3)
+    answer = playground.answer(request)
+    titles = answer.candidates["title"].to_list()
+    viewed = set(session_of(split, "FR", request.session)[0])
+    assert len(set(titles)) == 3 and set(titles) <= set(catalog.filter(pl.col("locale") == "FR")["title"])
+    assert not set(titles) & viewed and answer.candidates["score"].is_sorted(descending=True)
+    nearest = answer.grounded.filter(pl.col("rank") == answer.grounded["rank"].min()).sort("candidate")
+    assert nearest["title"].to_list() == titles
+
+
 def test_typed_titles_and_ids(playground, catalog):
     product = catalog.filter(pl.col("locale") == "IT").row(0, named=True)
     typed = f"{product['id']}\n\n  Tazza da caffè in ceramica blu  \n"

@@ -89,7 +89,10 @@ def build_app(playground: Playground) -> gr.Blocks:
                     backend = gr.Radio(["hf", "vllm"], value=defaults.backend, label="Backend", elem_id="backend")
                 with gr.Accordion("Decoding", open=True):
                     decoding = gr.Radio(
-                        ["greedy", "beam", "sample"], value=defaults.decoding, label="Decoding", elem_id="decoding"
+                        ["greedy", "beam", "sample", "constrained"],
+                        value=defaults.decoding,
+                        label="Decoding",
+                        elem_id="decoding",
                     )
                     with gr.Row():
                         candidates_n = gr.Number(

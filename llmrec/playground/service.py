@@ -255,7 +255,10 @@ class Playground:
             generator = self._generator_for(request)
             generator.config = decoding
             started = time.perf_counter()
-            candidates = generator.generate([rendered.prompt])[0]
+            if decoding.decoding == "constrained":
+                candidates = self._constrained(request, rendered.prompt, generator, decoding)
+            else:
+                candidates = generator.generate([rendered.prompt])[0]
             seconds = time.perf_counter() - started
             titles = pl.DataFrame(
                 {
@@ -339,18 +342,32 @@ class Playground:
             max_new_tokens=request.max_new_tokens,
         )
 
+    def _constrained(self, request: Request, prompt: str, generator: Generator, decoding: GenerateConfig) -> list:
+        """Beams over the titles of the locale's catalogue, the session's own products banned."""
+        from llmrec.generate.constrained import CatalogConstraint
+
+        sessions = self._session(request, request.locale)[0].select(
+            pl.lit(0).alias("session_id"), pl.lit(request.locale).alias("locale"), "prev_items"
+        )
+        catalog = self._folder(request.data).dataset.products().filter(pl.col("locale") == request.locale)
+        rules = CatalogConstraint.for_split(sessions, catalog, generator.tokenizer, decoding.exclude_history)
+        row = pl.DataFrame({"session_id": [0], "locale": [request.locale], "prompt": [prompt]})
+        return rules.generate(generator, row, decoding.num_beams, decoding.num_candidates)[0]
+
     def _generator_for(self, request: Request) -> Generator:
         from llmrec.models.prepare import resolve_model
 
         model = resolve_model(request.model)
         adapter = request.adapter.strip() or None
-        key = (model, adapter, request.backend, self.config.generate.dtype)
+        # a vLLM engine reads constrained decoding's log-probabilities after the mask: another engine
+        engine = self._decoding(request) if request.backend == "vllm" and request.decoding == "constrained" else None
+        key = (model, adapter, request.backend, self.config.generate.dtype, engine and engine.num_beams)
         if self._generator is None or self._generator[0] != key:
             self._release_generator()
             self.log(
                 f"loading {request.model}" + (f" with adapter {adapter}" if adapter else "") + f" ({request.backend})"
             )
-            config = dataclasses.replace(self.config.generate, backend=request.backend)
+            config = engine or dataclasses.replace(self.config.generate, backend=request.backend)
             self._generator = (key, self.make_generator(config, model, adapter))
         return self._generator[1]
 
