@@ -69,12 +69,19 @@ def main() -> None:
         print(f"{name}: {results[name]:.2f} prompts/s", flush=True)
     hf, engine = beams["HF, trie-shaped cache"], beams["vLLM, engine loop"]
     same = sum([t for t, _ in a] == [t for t, _ in b] for a, b in zip(hf, engine))
+    first = sum(a[:1] and b[:1] and a[0][0] == b[0][0] for a, b in zip(hf, engine))
+    shared = [len({t for t, _ in a} & {t for t, _ in b}) for a, b in zip(hf, engine)]
+    gaps = [abs(dict(a)[t] - s) for a, b in zip(hf, engine) for t, s in b if t in dict(a)]
     print(
         pl.DataFrame({"decoding": list(results), "prompts/s": list(results.values())}).with_columns(
             (pl.col("prompts/s") / results["HF, trie-shaped cache"]).alias("x HF constrained")
         )
     )
-    print(f"{same} of {timed.height} prompts: the same {args.beams} titles in the same order on both backends")
+    print(
+        f"HF against vLLM: {same} of {timed.height} prompts with the same {args.beams} titles in the same order, "
+        f"{first} with the same best title, {sum(shared) / len(shared):.2f} titles shared on average; score "
+        f"difference of a shared title: {max(gaps):.4f} at most, {sum(gaps) / len(gaps):.4f} on average"
+    )
 
 
 if __name__ == "__main__":

@@ -99,6 +99,13 @@ def test_lora_steps_reduce_the_loss_and_save_a_loadable_adapter(tiny_model, exam
         assert not torch.allclose(
             AutoModelForCausalLM.from_pretrained(tiny_model)(ids).logits, merged(ids).logits, atol=1e-4
         )
+    bfloat16 = tmp_path / "bf16"  # a base model saved in bfloat16, as SmolLM2 and Gemma are: folded in float32
+    AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16).save_pretrained(bfloat16)
+    upcast = AutoModelForCausalLM.from_pretrained(bfloat16, dtype=torch.float32)
+    exact = PeftModel.from_pretrained(upcast, run / "adapter")
+    folded = AutoModelForCausalLM.from_pretrained(export_merged(run / "adapter", tmp_path / "m16", str(bfloat16)))
+    with torch.no_grad():
+        assert torch.allclose(exact(ids).logits, folded(ids).logits, atol=1e-4)
 
 
 def test_qlora_nf4_steps_reduce_the_loss(tiny_model, examples, tmp_path):

@@ -86,6 +86,7 @@ def check_adapter(model: str, adapter: str) -> None:
 
 
 def export_merged(adapter: Path, out: Path, model: str | None = None) -> Path:
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -93,7 +94,10 @@ def export_merged(adapter: Path, out: Path, model: str | None = None) -> Path:
     if not settings.exists():
         raise ConfigError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
     base = resolve_model(model) if model else json.loads(settings.read_text())["base_model_name_or_path"]
-    merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
+    # folded and saved in float32: in a bfloat16 copy the small LoRA update is rounded away in part (vLLM's CPU
+    # engine then wrote other titles than the adapter's, up to 0.1 apart in log-probability)
+    network = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(network, adapter).merge_and_unload()
     staging = out.with_name(f".{out.name}.tmp")
     merged.save_pretrained(staging)
     AutoTokenizer.from_pretrained(adapter if (adapter / "tokenizer_config.json").exists() else base).save_pretrained(
@@ -108,7 +112,7 @@ def export_merged(adapter: Path, out: Path, model: str | None = None) -> Path:
 def merged_model(model: str, adapter: str) -> str:
     """The base model with the adapter folded in, built once into the model cache (keyed by
     both) and reused."""
-    digest = hashlib.sha256(str(Path(model).resolve() if Path(model).exists() else model).encode())
+    digest = hashlib.sha256(str(Path(model).resolve() if Path(model).exists() else model).encode() + b" float32")
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         digest.update((Path(adapter) / name).read_bytes())
     folder = cache_dir() / "merged" / digest.hexdigest()[:16]
