@@ -26,7 +26,7 @@ def main() -> None:
     from llmrec.generate import GenerateConfig, make_generator
     from llmrec.generate.constrained import CatalogConstraint
     from llmrec.models.prepare import load_tokenizer, resolve_model
-    from llmrec.prompts import PromptConfig, split_prompts
+    from llmrec.prompts import PromptConfig, task_prompts
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("runs/real-lcrec/data"))
@@ -42,7 +42,7 @@ def main() -> None:
     split = SplitConfig(name=args.split, limit=args.prompts + 2)
     tokenizer = load_tokenizer(model)
     task = load_task_split(data, 1, split)
-    rows = split_prompts(data, 1, split, PromptConfig(), tokenizer).to_polars()
+    rows = task_prompts(task, data.root, PromptConfig(), tokenizer).to_polars()
     rules = CatalogConstraint.for_split(task.sessions, task.catalog, tokenizer, exclude_history=True)
     warm, timed = rows.head(2), rows.slice(2)
     constrained = GenerateConfig(

@@ -93,6 +93,20 @@ def check_free_decoding(config: GenerateConfig) -> None:
         )
 
 
+def prune_beams(found: list[tuple], done: list[tuple], num_beams: int, ends) -> tuple[list[tuple], list[tuple]]:
+    """One step of beam search as transformers runs it (length_penalty 0), for one prompt: of the
+    continuations `found` (tuples with the tokens first and the score last) the 2 x beams best
+    are kept; those among the best `num_beams` whose last token `ends` a title join the finished
+    `done`, the best `num_beams` others stay live. Nothing stays live once `done` is full and no
+    live beam can beat its worst (log-probabilities only fall). Returns (live, done)."""
+    best = sorted(found, key=lambda c: -c[-1])[: 2 * num_beams]
+    done = sorted(done + [c for c in best[:num_beams] if ends(c[0][-1])], key=lambda c: -c[-1])[:num_beams]
+    live = [c for c in best if not ends(c[0][-1])][:num_beams]
+    if len(done) == num_beams and (not live or live[0][-1] <= done[-1][-1]):
+        live = []
+    return live, done
+
+
 def left_padded(ids: list[list[int]], pad_id: int):
     """(input_ids, attention_mask) with every sequence ending in the last column."""
     import torch

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from llmrec.generate.base import Candidate
+from llmrec.generate.base import Candidate, prune_beams
 
 Beam = tuple[int, float]  # (title index, log-probability under the catalogue-restricted distribution)
 # step(prompt indices, token prefixes of the asked beams, their allowed tokens) -> per beam {token: log-probability
@@ -107,7 +107,6 @@ def constrained_beam_search(
     """The `num_beams` best titles per prompt, best first, as (title index, score); fewer when
     fewer titles are allowed. A prompt stops once its finished list is full and no live beam
     can beat its worst entry (scores only fall)."""
-    width = 2 * num_beams
     live: list[list[tuple[tuple[int, ...], int, float]]] = [[((), 0, 0.0)] for _ in range(prompts)]
     done: list[list[tuple[tuple[int, ...], int, float]]] = [[] for _ in range(prompts)]
     for _ in range(trie.max_depth):
@@ -125,14 +124,8 @@ def constrained_beam_search(
         for (i, (tokens, _, score)), allowed, found in zip(active, options, logprobs):
             candidates[i] += [(tokens + (t,), allowed[t], score + lp) for t, lp in found.items() if t in allowed]
         for i, found in enumerate(candidates):
-            if not live[i]:
-                continue
-            best = sorted(found, key=lambda c: -c[2])[:width]
-            ended = [c for c in best[:num_beams] if c[0][-1] == trie.end_id]
-            done[i] = sorted(done[i] + ended, key=lambda c: -c[2])[:num_beams]
-            live[i] = [c for c in best if c[0][-1] != trie.end_id][:num_beams]
-            if len(done[i]) == num_beams and (not live[i] or live[i][0][2] <= done[i][-1][2]):
-                live[i] = []
+            if live[i]:
+                live[i], done[i] = prune_beams(found, done[i], num_beams, lambda token: token == trie.end_id)
     return [[(trie.title_at[node], score) for _, node, score in finished] for finished in done]
 
 

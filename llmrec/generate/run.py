@@ -127,17 +127,17 @@ def titles_for_tasks(
     from llmrec.data.split import load_task_split
     from llmrec.generate.backends import make_generator
     from llmrec.models.prepare import load_tokenizer, resolve_model
-    from llmrec.prompts import split_prompts
+    from llmrec.prompts import task_prompts
 
     tokenizer = load_tokenizer(model)
     generator = make_generator(config, resolve_model(model), adapter)
     results = {}
     try:
         for task, out in outputs.items():
-            prompts = split_prompts(dataset, task, split, prompt, tokenizer)
+            task_split = load_task_split(dataset, task, split)
+            prompts = task_prompts(task_split, dataset.root, prompt, tokenizer)
             constraint = None
             if config.decoding == "constrained":
-                task_split = load_task_split(dataset, task, split)
                 constraint = CatalogConstraint.for_split(
                     task_split.sessions, task_split.catalog, tokenizer, config.exclude_history
                 )

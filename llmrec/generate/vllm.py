@@ -21,6 +21,7 @@ from llmrec.generate.base import (
     GenerateConfig,
     check_free_decoding,
     eos_ids,
+    prune_beams,
     resolve_dtype,
     stop_token_ids,
     title_text,
@@ -216,15 +217,8 @@ class VLLMGenerator:
                 for token, logprob in output.outputs[0].logprobs[0].items():
                     options[i].append((tokens + (token,), score + logprob.logprob))
             for i, found in enumerate(options):
-                if not found:
-                    continue
-                best = sorted(found, key=lambda o: -o[1])[: 2 * width]
-                done[i] = sorted(done[i] + [o for o in best[:width] if o[0][-1] in self.stop_set], key=lambda o: -o[1])[
-                    :width
-                ]
-                live[i] = [o for o in best if o[0][-1] not in self.stop_set][:width]
-                if len(done[i]) == width and (not live[i] or live[i][0][1] <= done[i][-1][1]):
-                    live[i] = []  # log-probabilities only fall: no live beam can beat the finished ones
+                if found:
+                    live[i], done[i] = prune_beams(found, done[i], width, self.stop_set.__contains__)
         results = []
         for finished, running in zip(done, live):
             beams = sorted(finished + running, key=lambda o: -o[1])[: self.config.num_candidates]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 import polars as pl
 
 from llmrec.config import ConfigError
 from llmrec.data.dataset import AmazonM2
-from llmrec.data.split import SplitConfig, load_task_split
+from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
 from llmrec.prompts.render import PromptConfig, load_templates, render_prompts, resolve_template
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "resolve_template",
     "session_prompt",
     "split_prompts",
+    "task_prompts",
 ]
 
 
@@ -47,11 +50,16 @@ def split_prompts(
     """Prompts of the sessions a task predicts in a split, in output order, with the target
     title as completion for labelled task 3 splits. Tasks 1 and 2 get prompts too: their
     generated titles are grounded to products."""
-    task_split = load_task_split(data, task, split)
-    config = resolve_template(config, data.root)
-    return prompt_dataset(
-        task_split.sessions, task_split.catalog, config, task_split.targets if task == 3 else None, tokenizer
-    )
+    return task_prompts(load_task_split(data, task, split), data.root, config, tokenizer)
+
+
+def task_prompts(
+    task_split: TaskSplit, data_root: str | Path, config: PromptConfig, tokenizer=None
+) -> datasets.Dataset:
+    """`split_prompts` of a task split already loaded from the data folder `data_root`."""
+    config = resolve_template(config, data_root)
+    targets = task_split.targets if task_split.task == 3 else None
+    return prompt_dataset(task_split.sessions, task_split.catalog, config, targets, tokenizer)
 
 
 def session_prompt(data: AmazonM2, split: SplitConfig, config: PromptConfig, index: int, tokenizer) -> tuple[dict, int]:
