@@ -117,6 +117,12 @@ def main() -> None:
         action="store_false",
         help="skip the hybrid with LLM features (it needs titles for the validation users too: a second pass)",
     )
+    parser.add_argument(
+        "--constrained-backend",
+        default="hf",
+        help="backend of the constrained row: hf (its trie-shaped cache: 4.4x vLLM's engine loop on two CPU cores, "
+        "eval/bench_constrained.py) or vllm",
+    )
     parser.add_argument("--beams", type=int, default=10, help="beams (titles per user) of the constrained row")
     parser.add_argument(
         "--valid-users", type=int, default=0, help="titles for the first N validation users only (0: all)"
@@ -254,12 +260,12 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
         budget["LLM finetune"] = f"{steps} steps, {cpu / 60:.1f} CPU min ({args.model})"
     adapter = str(adapter_run / "adapter")
 
-    def titles(split: str, name: str, *settings: str) -> Path:
+    def titles(split: str, name: str, *settings: str, backend: str = args.backend) -> Path:
         path = out / f"{name}.parquet"
         if not path.exists():
             limit = ["--limit", str(args.valid_users)] if split == "valid" and args.valid_users else []
             cpu = llmrec(
-                *("generate", "--task", "1", "--backend", args.backend, "--adapter", adapter, "--data", str(folder)),
+                *("generate", "--task", "1", "--backend", backend, "--adapter", adapter, "--data", str(folder)),
                 *("--split", split, "--out", str(path), *limit, *settings),
                 log=log,
             )
@@ -281,7 +287,10 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
     bleu = title_bleu(folder, test_titles, out / "covisit.parquet")
     grounded_row("LLM grounded", test_titles)
     beams = [f"generate.num_beams={args.beams}", f"generate.num_candidates={args.beams}"]
-    grounded_row("LLM constrained", titles("test", "titles-test-constrained", "generate.decoding=constrained", *beams))
+    constrained = titles(
+        "test", "titles-test-constrained", "generate.decoding=constrained", *beams, backend=args.constrained_backend
+    )
+    grounded_row("LLM constrained", constrained)
     if args.llm_hybrid:
         hybrid = out / "hybrid-llm.parquet"
         if not hybrid.exists():
