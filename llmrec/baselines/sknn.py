@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy import sparse
 
 from llmrec.baselines.common import events
+from llmrec.baselines.sparse import csr, entries
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -38,22 +41,53 @@ class SessionKnn:
         )
         self.memory = memory
 
+    def _matrices(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
+        """Postings (item x session), memory (session x item) and session lengths, built once
+        from the fitted frames (fitted here or read by `llmrec.rank`)."""
+        if getattr(self, "_built", None) is None:
+            sessions = int(self.memory["seq"].max() or 0) + 1
+            items = int(self.memory["item"].max() or 0) + 1
+            ones = lambda frame: np.ones(frame.height)  # noqa: E731
+            postings = csr(
+                self.postings["item"].to_numpy(),
+                self.postings["seq"].to_numpy(),
+                ones(self.postings),
+                (items, sessions),
+            )
+            memory = csr(
+                self.memory["seq"].to_numpy(), self.memory["item"].to_numpy(), ones(self.memory), (sessions, items)
+            )
+            lengths = np.zeros(sessions, np.float64)
+            lengths[self.lengths["seq"].to_numpy()] = self.lengths["length"].to_numpy()
+            self._built = postings, memory, lengths
+        return self._built
+
     def score(self, query_items: pl.DataFrame) -> pl.DataFrame:
-        query_length = query_items.group_by("query").agg(pl.len().alias("query_length"))
-        similar = (
-            query_items.join(self.postings, on="item")
-            .group_by("query", "seq")
-            .agg(pl.col("weight").sum().cast(pl.Float32).alias("overlap"))
-            .join(self.lengths, on="seq")
-            .join(query_length, on="query")
-            .with_columns((pl.col("overlap") / (pl.col("length") * pl.col("query_length")).sqrt()).alias("similarity"))
-            .sort(["query", "similarity", "seq"], descending=[False, True, True])
-            .group_by("query", maintain_order=True)
-            .head(self.config.neighbors)
+        """(query, item, score): the items of each session's `neighbors` most similar past
+        sessions (similarity descending, then the most recent), each adding the similarity."""
+        postings, memory, lengths = self._matrices()
+        query = query_items["query"].to_numpy()
+        if query.size == 0:
+            return pl.DataFrame(schema={"query": pl.UInt32, "item": pl.UInt32, "score": pl.Float32})
+        first = int(query.min())
+        rows = query - first
+        query_length = np.bincount(rows).astype(np.float64)
+        known = query_items["item"].to_numpy() < postings.shape[0]
+        shape = (int(rows.max()) + 1, postings.shape[0])
+        weights = query_items["weight"].to_numpy()[known]
+        sessions = csr(rows[known], query_items["item"].to_numpy()[known], weights, shape)
+        row, seq, overlap = entries(sessions @ postings)
+        similarity = overlap.astype(np.float32).astype(np.float64) / np.sqrt(lengths[seq] * query_length[row])
+        nearest = (
+            pl.DataFrame({"row": row, "seq": seq, "similarity": similarity})
+            .sort(["row", "similarity", "seq"], descending=[False, True, True])
+            .filter(pl.int_range(pl.len()).over("row") < self.config.neighbors)
         )
-        return (
-            similar.select("query", "seq", "similarity")
-            .join(self.memory, on="seq")
-            .group_by("query", "item")
-            .agg(pl.col("similarity").sum().cast(pl.Float32).alias("score"))  # rounded: sum order cannot reorder ties
+        neighbours = csr(
+            nearest["row"].to_numpy(),
+            nearest["seq"].to_numpy(),
+            nearest["similarity"].to_numpy(),
+            (shape[0], memory.shape[0]),
         )
+        row, item, score = entries(neighbours @ memory)
+        return pl.DataFrame({"query": (row + first).astype(np.uint32), "item": item, "score": score.astype(np.float32)})

@@ -15,14 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import polars as pl
 
 from llmrec import io
 from llmrec.baselines.common import all_events, history_items, query_items
-from llmrec.baselines.covisit import Covisitation, CovisitConfig, Weighting, covisitation
+from llmrec.baselines.covisit import (
+    Covisitation,
+    CovisitConfig,
+    PairCounts,
+    Weighting,
+    covisitation,
+    neighbour_matrix,
+    score_neighbours,
+)
 from llmrec.baselines.sasrec import Sasrec
 from llmrec.baselines.sasrec_config import SasrecConfig
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
+from llmrec.baselines.sparse import distinct, pair_key, rank_within, split_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.errors import ConfigError
@@ -109,11 +119,12 @@ class CandidateSources:
             self._load(fitted)
 
     def _fit(self, split: TaskSplit) -> None:
-        events = all_events(split, self.index)
+        window = max((w.window for c in self.config.covisit for w in c.weightings), default=0)
+        counts = PairCounts.of(all_events(split, self.index), window)
         for source in self.covisit:
-            source.table = covisitation(events, source.config)
+            source.table = covisitation(None, source.config, counts)
         if self.config.global_covisit and self.covisit:
-            self.global_table = _global_covisitation(events, self.index, self.covisit[0].config)
+            self.global_table = _global_covisitation(counts, self.index, self.covisit[0].config)
         if self.sknn is not None:
             self.sknn.fit(split, self.index)
         if self.sasrec is not None:
@@ -139,7 +150,9 @@ class CandidateSources:
             source.table = pl.read_parquet(folder / f"covisit-{source.name}.parquet")
         if self.config.global_covisit and self.covisit:
             self.global_table = GlobalTable(
-                pl.read_parquet(folder / "global-table.parquet"), pl.read_parquet(folder / "global-codes.parquet")
+                pl.read_parquet(folder / "global-table.parquet"),
+                pl.read_parquet(folder / "global-codes.parquet"),
+                self.index,
             )
         if self.sknn is not None:
             for name in SessionKnn.FITTED:
@@ -170,7 +183,7 @@ class CandidateSources:
         if self.global_table is not None:
             first = self.covisit[0]
             items = query_items(queries, self.index, first.max_session_items, first.recency_decay)
-            proposals.append(("global", _score_global(items, self.global_table, self.index), config.global_top))
+            proposals.append(("global", self.global_table.score(items), config.global_top))
         if self.sknn is not None:
             items = query_items(queries, self.index, self.sknn.max_session_items, self.sknn.recency_decay)
             proposals.append(("sknn", self.sknn.score(items), config.sknn_top))
@@ -187,12 +200,18 @@ class CandidateSources:
             grounded = grounded.select("query", "item", pl.col("ground_score").alias("score"))
             proposals.append(("grounded", grounded, config.grounded_top))
         session_items = history_items(queries, self.index, self.exclude_history)
-        parts = [_top(frame, name, top, session_items) for name, frame, top in proposals]
-        wide = pl.concat(parts, how="diagonal").group_by("query", "item").agg(pl.all().max())
-        wide = wide.with_columns(
-            *[pl.col(f"s_{name}").fill_null(0.0) for name in self.names],
-            *[pl.col(f"r_{name}").fill_null(MISSING_RANK) for name in self.names],
-        ).sort("query", "item")
+        excluded = distinct(pair_key(session_items["query"].to_numpy(), session_items["item"].to_numpy()))
+        tops = {name: _top(frame, top, excluded) for name, frame, top in proposals}
+        keys = distinct(np.concatenate([k for k, _, _ in tops.values()]))
+        query, item = split_key(keys)
+        columns = {"query": query.astype(np.uint32), "item": item.astype(np.uint32)}
+        for name in self.names:
+            score, rank = np.zeros(keys.size, np.float32), np.full(keys.size, MISSING_RANK, np.int32)
+            found, scores, ranks = tops[name]
+            where = np.searchsorted(keys, found)
+            score[where], rank[where] = scores, ranks
+            columns[f"s_{name}"], columns[f"r_{name}"] = score, rank
+        wide = pl.DataFrame(columns)
         if self.sasrec is not None:  # the sequence model's opinion of every candidate, not only its own
             scores = self.sasrec.score_candidates(queries, wide.select("query", "item"))["score"]
             wide = wide.with_columns(scores.cast(pl.Float32).alias("s_sasrec"))
@@ -208,48 +227,67 @@ class CandidateSources:
         return self.index.encode(frame, "id").select("query", "item", pl.col("similarity").alias("score"))
 
 
-def _top(frame: pl.DataFrame, name: str, top: int, session_items: pl.DataFrame) -> pl.DataFrame:
-    """A source's best `top` candidates per query, session items removed, as s_/r_ columns."""
-    frame = frame.drop_nulls("item").join(session_items.select("query", "item"), on=["query", "item"], how="anti")
-    ranked = (
-        frame.select("query", "item", pl.col("score").cast(pl.Float32))
-        .sort(["query", "score", "item"], descending=[False, True, False])
-        .group_by("query", maintain_order=True)
-        .head(top)
-    )
-    return ranked.select(
-        "query",
-        "item",
-        pl.col("score").alias(f"s_{name}"),
-        pl.int_range(pl.len(), dtype=pl.Int32).over("query").alias(f"r_{name}"),
-    )
+def _top(frame: pl.DataFrame, top: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A source's best `top` candidates per query (score descending, then item code), leaving
+    out the `excluded` (query, item) keys (sorted): their keys, scores and ranks."""
+    frame = frame.drop_nulls("item")
+    keys = pair_key(frame["query"].to_numpy(), frame["item"].to_numpy())
+    scores = frame["score"].cast(pl.Float32).to_numpy()
+    at = np.searchsorted(excluded, keys).clip(max=max(excluded.size - 1, 0))
+    kept = excluded[at] != keys if excluded.size else np.ones(keys.size, bool)
+    keys, scores = keys[kept], scores[kept]
+    by_key = np.argsort(keys, kind="stable")
+    keys, scores = keys[by_key], scores[by_key]
+    order, rank = rank_within(split_key(keys)[0], scores)
+    best = order[rank < top]
+    return keys[best], scores[best], rank[rank < top].astype(np.int32)
 
 
-@dataclass(frozen=True)
 class GlobalTable:
     """Co-visitation of product ids regardless of locale: UK/DE sessions inform ES/FR/IT ones
     wherever they list the same product."""
 
-    table: pl.DataFrame  # a, b: global codes; w
-    codes: pl.DataFrame  # item (locale code), gid (global code)
+    def __init__(self, table: pl.DataFrame, codes: pl.DataFrame, index: ItemIndex):
+        self.table = table  # a, b: global codes; w
+        self.codes = codes  # item (locale code), gid (global code)
+        self.matrix = neighbour_matrix(table)
+        self.gid_of = np.zeros(index.items.height, dtype=np.uint32)
+        self.gid_of[codes["item"].to_numpy()] = codes["gid"].to_numpy()
+        # The locale's code of each (gid, locale), or MISSING where that locale lacks the product.
+        self.locales = len(index.items["locale"].dtype.categories)
+        self.local = np.full(int(codes["gid"].max() or 0) * self.locales + self.locales, self.MISSING, np.int64)
+        locale = index.items["locale"].to_physical().to_numpy()
+        items = codes["item"].to_numpy()
+        self.local[codes["gid"].to_numpy().astype(np.int64) * self.locales + locale[items]] = items
+
+    MISSING = -1
+
+    def score(self, items: pl.DataFrame) -> pl.DataFrame:
+        """Global neighbours of the session items (query, item, weight, locale), mapped back to
+        products of the session's locale; ascending by query."""
+        by_gid = items.select("query", pl.Series("item", self.gid_of[items["item"].to_numpy()]), "weight")
+        scored = score_neighbours(by_gid, self.matrix)
+        locale = items.group_by("query").agg(pl.col("locale").first().to_physical())
+        locale_of = np.zeros(int(items["query"].max() or 0) + 1, np.int64)
+        locale_of[locale["query"].to_numpy()] = locale["locale"].to_numpy()
+        queries = scored["query"].to_numpy()
+        local = self.local[scored["item"].to_numpy().astype(np.int64) * self.locales + locale_of[queries]]
+        found = local != self.MISSING
+        return pl.DataFrame(
+            {
+                "query": queries[found],
+                "item": local[found].astype(np.uint32),
+                "score": scored["score"].to_numpy()[found],
+            }
+        )
 
 
-def _global_covisitation(events: pl.DataFrame, index: ItemIndex, config: CovisitConfig) -> GlobalTable:
+def _global_covisitation(counts: PairCounts, index: ItemIndex, config: CovisitConfig) -> GlobalTable:
+    """The first table's weighting over product ids: a session's items share its locale, so two
+    of its codes differ exactly when their ids do, and the pair counts by id are the sums of
+    the pair counts by code."""
     ids = index.items.select("id").unique(maintain_order=True).with_row_index("gid")
-    codes = index.items.join(ids, on="id").select(pl.col("code").alias("item"), "gid")
-    global_events = events.join(codes, on="item").select("seq", "pos", pl.col("gid").alias("item"))
-    return GlobalTable(covisitation(global_events, config), codes)
-
-
-def _score_global(items: pl.DataFrame, table: GlobalTable, index: ItemIndex) -> pl.DataFrame:
-    """Global neighbours of the session items, mapped back to products of the session's locale."""
-    scored = (
-        items.join(table.codes, on="item")
-        .join(table.table, left_on="gid", right_on="a")
-        .group_by("query", "locale", pl.col("b").alias("gid"))
-        .agg((pl.col("weight") * pl.col("w")).sum().cast(pl.Float32).alias("score"))
-    )
-    local = index.items.join(table.codes, left_on="code", right_on="item").select(
-        "gid", "locale", pl.col("code").alias("item")
-    )
-    return scored.join(local, on=["gid", "locale"]).select("query", "item", "score")
+    codes = index.items.join(ids, on="id").select(pl.col("code").alias("item"), "gid").sort("item")
+    gid_of_code = np.zeros(index.items.height, dtype=np.uint32)
+    gid_of_code[codes["item"].to_numpy()] = codes["gid"].to_numpy()
+    return GlobalTable(covisitation(None, config, counts.mapped(gid_of_code)), codes, index)

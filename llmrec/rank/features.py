@@ -13,7 +13,10 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
+from llmrec.baselines.covisit import neighbour_matrix
+from llmrec.baselines.sparse import group_starts, pair_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.rank.candidates import MISSING_RANK
@@ -29,7 +32,7 @@ class FeatureContext:
 
     index: ItemIndex
     items: pl.DataFrame  # item, brand, color, size, price, pop_next, pop_input, pop_rank, other_locales, global_pop
-    relation: pl.DataFrame  # a, b, w: the first co-visitation table
+    relation: sparse.csr_matrix  # a -> b, w: the first co-visitation table
     text_similarity: TextSimilarity | None
 
     @classmethod
@@ -67,7 +70,7 @@ class FeatureContext:
             .join(attributes.drop("locale"), on="item", how="left")
             .drop("locale", "id")
         )
-        return cls(index, items, relation, text_similarity)
+        return cls(index, items, neighbour_matrix(relation), text_similarity)
 
 
 def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
@@ -114,25 +117,42 @@ def add_features(
 
 def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
     """How the candidate co-occurs with each session item: from the last item, from the one
-    before, how recent the nearest related item is, and how many items relate to it."""
+    before, how recent the nearest related item is, and how many items relate to it. Each
+    session item's row of the table is expanded, and the (query, neighbour) pairs grouped by
+    sorting."""
     ages = _ages(queries, context.index)
-    linked = (
-        ages.join(context.relation, left_on="item", right_on="a")
-        .group_by("query", pl.col("b").alias("item"))
-        .agg(
-            pl.col("age").min().alias("related_age"),
-            pl.len().alias("related_count"),
-            pl.col("w").filter(pl.col("age") == 0).cast(pl.Float64).sum().cast(pl.Float32).alias("covisit_last"),
-            pl.col("w").filter(pl.col("age") == 1).cast(pl.Float64).sum().cast(pl.Float32).alias("covisit_second"),
-        )
-    )
-    frame = frame.join(linked, on=["query", "item"], how="left")
-    return frame.with_columns(
-        pl.col("related_age").fill_null(99),
-        pl.col("related_count").fill_null(0),
-        pl.col("covisit_last").fill_null(0.0),
-        pl.col("covisit_second").fill_null(0.0),
-    )
+    table = context.relation
+    ages = ages.filter(pl.col("item") < table.shape[0])
+    item, query, age = ages["item"].to_numpy(), ages["query"].to_numpy(), ages["age"].to_numpy()
+    starts, counts = table.indptr[item], np.diff(table.indptr)[item]
+    source = np.repeat(np.arange(item.size), counts)
+    at = starts[source] + np.arange(source.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    keys = pair_key(query[source], table.indices[at])
+    order = np.argsort(keys, kind="stable")
+    keys, age, w = keys[order], age[source][order], table.data[at][order]
+    first = group_starts(keys)
+    linked = {
+        "related_age": (np.minimum.reduceat(age, first) if first.size else age[:0], 99),
+        "related_count": (np.diff(np.r_[first, keys.size]).astype(np.uint32), 0),
+        "covisit_last": (_sum_at(w, age == 0, first), 0.0),
+        "covisit_second": (_sum_at(w, age == 1, first), 0.0),
+    }
+    keys = keys[first]
+    wanted = pair_key(frame["query"].to_numpy(), frame["item"].to_numpy())
+    at = np.searchsorted(keys, wanted).clip(max=max(keys.size - 1, 0))
+    found = keys[at] == wanted if keys.size else np.zeros(wanted.size, bool)
+    columns = [
+        pl.Series(name, np.where(found, values[at], missing) if keys.size else np.full(wanted.size, missing), dtype)
+        for (name, (values, missing)), dtype in zip(linked.items(), (pl.UInt32, pl.UInt32, pl.Float32, pl.Float32))
+    ]
+    return frame.with_columns(columns)
+
+
+def _sum_at(values: np.ndarray, where: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group (starting at `starts`), the float64 sum of `values` where `where`, as float32."""
+    if starts.size == 0:
+        return np.zeros(0, np.float32)
+    return np.add.reduceat(np.where(where, values.astype(np.float64), 0.0), starts).astype(np.float32)
 
 
 def _ages(queries: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
