@@ -14,7 +14,7 @@ from llmrec.baselines.covisit import (
     score_neighbours,
 )
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
-from llmrec.baselines.sparse import descending_bits, rank_within, sum_by_key
+from llmrec.baselines.sparse import descending_bits, rank_within
 
 
 def random_events(seed: int, sequences: int = 300, items: int = 40) -> pl.DataFrame:
@@ -141,20 +141,6 @@ def test_rank_within_orders_by_score_descending_and_keeps_ties_in_input_order():
     assert rank.tolist() == [0, 1, 2, 0, 1, 2, 3]
     values = np.array([-np.inf, -3.5, -1e-30, 0.0, 1e-30, 2.0, np.inf], np.float32)
     assert np.all(np.diff(descending_bits(values).astype(np.float64)) < 0)
-
-
-def test_sum_by_key_adds_each_keys_values_in_input_order():
-    """Rows of other keys may come anywhere: a key's sum is the same bits."""
-    ordered = np.array([1.0, 1e16, -1e16, 3.0])  # floating-point sums depend on the order
-    expected = np.add.reduceat(ordered, [0])[0]
-    for other in ([], [0], [1, 3], [0, 2, 4, 4]):
-        keys = np.full(ordered.size, 5, np.uint64)
-        values = ordered.copy()
-        for at in other:  # rows of other keys interleaved
-            keys, values = np.insert(keys, at, 9), np.insert(values, at, -1.0)
-        distinct, sums = sum_by_key(keys, values)
-        assert distinct.tolist() == ([5, 9] if other else [5])
-        assert sums[0] == expected and (not other or sums[1] == -len(other))
 
 
 def test_relation_features_are_the_join_and_group_by(tiny_data):

@@ -4,6 +4,9 @@ codes of `llmrec.data.item_index.ItemIndex`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import polars as pl
 
 from llmrec.data.item_index import ItemIndex
@@ -20,14 +23,41 @@ def events(sessions: pl.DataFrame, index: ItemIndex, with_next: bool) -> pl.Data
     return index.encode(frame, "id").select("seq", "pos", "item", "locale")
 
 
+@dataclass(frozen=True)
+class SplitEvents:
+    """Every session of a split as item codes, encoded once (the string join is the costly
+    step at full size): what co-visitation, session-KNN, popularity and features count."""
+
+    labelled: pl.DataFrame  # seq, pos, item, locale: history sessions, the next item last
+    unlabelled: pl.DataFrame  # the same for unlabelled inputs, seq offset past the history's
+
+    @classmethod
+    def of(cls, split: TaskSplit, index: ItemIndex) -> SplitEvents:
+        labelled = events(split.history, index, with_next=True)
+        inputs = events(split.unlabelled, index, with_next=False)
+        return cls(labelled, inputs.with_columns(pl.col("seq") + split.history.height))
+
+    def all(self, include_unlabelled: bool = True) -> pl.DataFrame:
+        return pl.concat([self.labelled, self.unlabelled]) if include_unlabelled else self.labelled
+
+    def next_items(self) -> np.ndarray:
+        """Codes of every history session's next item."""
+        return self.labelled["item"].filter(self._is_last()).to_numpy()
+
+    def inputs(self) -> np.ndarray:
+        """Codes of every input position: history sessions' previous items, unlabelled inputs."""
+        return np.concatenate(
+            [self.labelled["item"].filter(~self._is_last()).to_numpy(), self.unlabelled["item"].to_numpy()]
+        )
+
+    def _is_last(self) -> pl.Series:
+        seq = self.labelled["seq"]
+        return (seq != seq.shift(-1)).fill_null(True)
+
+
 def all_events(split: TaskSplit, index: ItemIndex, include_unlabelled: bool = True) -> pl.DataFrame:
     """Events of the labelled history and (offset so sequences stay distinct) of every unlabelled session."""
-    labelled = events(split.history, index, with_next=True)
-    if not include_unlabelled or split.unlabelled.height == 0:
-        return labelled
-    offset = split.history.height
-    inputs = events(split.unlabelled, index, with_next=False).with_columns(pl.col("seq") + offset)
-    return pl.concat([labelled, inputs])
+    return SplitEvents.of(split, index).all(include_unlabelled)
 
 
 def numbered(sessions: pl.DataFrame) -> pl.DataFrame:
@@ -47,41 +77,25 @@ def query_items(queries: pl.DataFrame, index: ItemIndex, max_items: int, recency
 
 
 def item_popularity(
-    split: TaskSplit, index: ItemIndex, next_item_weight: float, prev_item_weight: float
+    split: TaskSplit,
+    index: ItemIndex,
+    next_item_weight: float,
+    prev_item_weight: float,
+    split_events: SplitEvents | None = None,
 ) -> pl.DataFrame:
     """(locale, item, score): next-item counts of the history plus down-weighted input counts;
     catalog items never seen score 0, so short lists can still be filled from the locale.
-    Counts are summed as integers and weighted once, so the order of the sessions cannot move
-    a score by a rounding error (and with it the order of tied items)."""
-    labelled = index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id")
-    inputs = (
-        pl.concat([split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")])
-        .select("locale", pl.col("prev_items").alias("id"))
-        .explode("id")
+    Counts are integers weighted once, so the order of the sessions cannot move a score by a
+    rounding error (and with it the order of tied items). `split_events`: the split's events
+    when already encoded."""
+    split_events = split_events or SplitEvents.of(split, index)
+    size = index.items.height
+    next_counts = np.bincount(split_events.next_items(), minlength=size).astype(np.float64)
+    input_counts = np.bincount(split_events.inputs(), minlength=size).astype(np.float64)
+    score = next_counts * next_item_weight + input_counts * prev_item_weight
+    return index.items.select("locale", pl.col("code").alias("item"), pl.Series("score", score)).sort(
+        "score", "item", descending=[True, False]
     )
-    inputs = index.encode(inputs, "id")
-    counts = (
-        pl.concat(
-            [
-                labelled.select(
-                    "locale", "item", pl.lit(1, pl.UInt32).alias("next"), pl.lit(0, pl.UInt32).alias("input")
-                ),
-                inputs.select(
-                    "locale", "item", pl.lit(0, pl.UInt32).alias("next"), pl.lit(1, pl.UInt32).alias("input")
-                ),
-                index.items.select(
-                    "locale",
-                    pl.col("code").alias("item"),
-                    pl.lit(0, pl.UInt32).alias("next"),
-                    pl.lit(0, pl.UInt32).alias("input"),
-                ),
-            ]
-        )
-        .group_by("locale", "item")
-        .agg(pl.col("next").sum(), pl.col("input").sum())
-    )
-    score = pl.col("next").cast(pl.Float64) * next_item_weight + pl.col("input").cast(pl.Float64) * prev_item_weight
-    return counts.select("locale", "item", score.alias("score")).sort("score", "item", descending=[True, False])
 
 
 def history_items(queries: pl.DataFrame, index: ItemIndex, exclude_history: bool = True) -> pl.DataFrame:

@@ -10,7 +10,7 @@ import polars as pl
 from scipy import sparse
 
 from llmrec.baselines.common import all_events
-from llmrec.baselines.sparse import csr, entries, group_starts, pair_key, rank_within, split_key, sum_by_key
+from llmrec.baselines.sparse import csr, entries, rank_within
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -45,24 +45,25 @@ class CovisitConfig:
 
 class PairCounts:
     """How often item b follows item a at each distance d (same sequence, a != b): the one pass
-    over the events that every co-visitation table of a split is a weighted sum of. Pairs are
-    u64 keys (a << 32 | b), counted by sorting, several times faster than hashing at these
-    sizes."""
+    over the events that every co-visitation table of a split is a weighted sum of. Each
+    distance's counts are a sparse item x item matrix, so counting and summing tables are
+    linear-time sparse conversions rather than hash group-bys over pairs of columns."""
 
-    def __init__(self, counts: dict[int, tuple[np.ndarray, np.ndarray]]):
-        self.counts = counts  # distance -> (distinct keys ascending, counts)
+    def __init__(self, counts: dict[int, sparse.csr_matrix]):
+        self.counts = counts  # distance -> counts (a x b)
 
     @classmethod
     def of(cls, events: pl.DataFrame, window: int) -> PairCounts:
         """Counts of `events` (seq, pos, item) for distances 1..`window`."""
         events = events.select("seq", "pos", "item").sort("seq", "pos")
-        seq, item = events["seq"].to_numpy(), events["item"].to_numpy().astype(np.uint64)
+        seq, item = events["seq"].to_numpy(), events["item"].to_numpy()
+        size = int(item.max()) + 1 if item.size else 0
         counts = {}
         for distance in range(1, window + 1):
             same = seq[distance:] == seq[:-distance]
             a, b = item[:-distance][same], item[distance:][same]
             differs = a != b
-            counts[distance] = sum_by_key(pair_key(a[differs], b[differs]), np.ones(differs.sum(), np.uint32))
+            counts[distance] = csr(a[differs], b[differs], np.ones(differs.sum()), (size, size))
         return cls(counts)
 
     @property
@@ -72,29 +73,33 @@ class PairCounts:
     def mapped(self, codes: np.ndarray) -> PairCounts:
         """The counts of the same events with every item replaced by `codes[item]` (several
         items may share a code: their counts add up, and pairs of one code drop out)."""
-        codes = codes.astype(np.uint64)
+        size = int(codes.max()) + 1 if codes.size else 0
         mapped = {}
-        for distance, (keys, n) in self.counts.items():
-            a, b = codes[split_key(keys)[0]], codes[split_key(keys)[1]]
+        for distance, counts in self.counts.items():
+            a, b, n = entries(counts)
+            a, b = codes[a], codes[b]
             differs = a != b
-            mapped[distance] = sum_by_key(pair_key(a[differs], b[differs]), n[differs])
+            mapped[distance] = csr(a[differs], b[differs], n[differs], (size, size))
         return PairCounts(mapped)
 
-    def weights(self, weighting: Weighting) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(keys, w) parts of one weighting: each distance's counts forward, and transposed
-        backward, times the weight of a pair at that distance."""
-        if weighting.window > self.window:
-            raise ValueError(f"pair counts up to distance {self.window}, the weighting needs {weighting.window}")
-        parts = []
-        for distance in range(1, weighting.window + 1):
-            keys, n = self.counts[distance]
-            scale = weighting.weight / distance**weighting.distance_decay
-            if weighting.forward:
-                parts.append((keys, n * (weighting.forward * scale)))
-            if weighting.backward:
-                a, b = split_key(keys)
-                parts.append((pair_key(b, a), n * (weighting.backward * scale)))
-        return parts
+    def table(self, weightings: list[Weighting]) -> sparse.csr_matrix:
+        """The weighted sum of the counts: pairs at distance d count forward|backward * weight / d **
+        distance_decay, backward ones transposed. Summed as sparse matrices, in one fixed order."""
+        forward, backward = [], []
+        for weighting in weightings:
+            if weighting.window > self.window:
+                raise ValueError(f"pair counts up to distance {self.window}, a weighting needs {weighting.window}")
+            for distance in range(1, weighting.window + 1):
+                scale = weighting.weight / distance**weighting.distance_decay
+                forward += [self.counts[distance] * (weighting.forward * scale)] if weighting.forward else []
+                backward += [self.counts[distance] * (weighting.backward * scale)] if weighting.backward else []
+        size = self.counts[1].shape[0] if self.counts else 0
+        total = sparse.csr_matrix((size, size))
+        for part in forward:
+            total = total + part
+        if backward:
+            total = total + sum(backward[1:], backward[0]).T.tocsr()
+        return total
 
 
 def covisitation(events: pl.DataFrame | None, config: CovisitConfig, counts: PairCounts | None = None) -> pl.DataFrame:
@@ -104,18 +109,16 @@ def covisitation(events: pl.DataFrame | None, config: CovisitConfig, counts: Pai
     run's table, and the order of tied pairs (b ascending), never changes."""
     window = max((w.window for w in config.weightings), default=0)
     counts = counts if counts is not None else PairCounts.of(events, window)
-    parts = [part for weighting in config.weightings for part in counts.weights(weighting)]
-    if not parts:
-        return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float32})
-    keys, w = sum_by_key(np.concatenate([k for k, _ in parts]), np.concatenate([v for _, v in parts]))
-    a, b = split_key(keys)  # ascending by (a, b)
-    if config.normalize and a.size:
-        starts = group_starts(a)
-        w = w / np.repeat(np.add.reduceat(w, starts), np.diff(np.r_[starts, a.size]))
+    table = counts.table(config.weightings)
+    table.eliminate_zeros()
+    if config.normalize:
+        totals = np.asarray(table.sum(axis=1)).ravel()
+        table.data /= np.repeat(totals, np.diff(table.indptr))
+    a, b, w = entries(table)  # ascending by (a, b)
     w = w.astype(np.float32)
     order, rank = rank_within(a, w)  # (a, w descending), b ascending among ties
     keep = order[rank < config.neighbors]
-    return pl.DataFrame({"a": a[keep].astype(np.uint32), "b": b[keep].astype(np.uint32), "w": w[keep]})
+    return pl.DataFrame({"a": a[keep], "b": b[keep], "w": w[keep]})
 
 
 class Covisitation:

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from llmrec.baselines.common import events
+from llmrec.baselines.common import SplitEvents
 from llmrec.baselines.sparse import csr, entries
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
@@ -32,8 +32,10 @@ class SessionKnn:
         self.config = config
         self.max_session_items, self.recency_decay = config.max_session_items, config.recency_decay
 
-    def fit(self, split: TaskSplit, index: ItemIndex) -> None:
-        memory = events(split.history, index, with_next=True).select("seq", "item").unique()
+    def fit(self, split: TaskSplit, index: ItemIndex, split_events: SplitEvents | None = None) -> None:
+        """`split_events`: the split's events when already encoded."""
+        split_events = split_events or SplitEvents.of(split, index)
+        memory = split_events.labelled.select("seq", "item").unique()
         self.lengths = memory.group_by("seq").agg(pl.len().alias("length"))
         # Later rows of the train file stand for more recent sessions: keep those per item.
         self.postings = (

@@ -1,9 +1,10 @@
 """Sorted integer keys and sparse matrices: the arithmetic under co-visitation, session-KNN
 and candidate generation at full size.
 
-A (row, column) pair is one u64 key (row << 32 | column); grouping by sorting such keys, and
-scoring sessions as sparse matrix products, is several times faster than hashing pairs of
-columns, and gives the same bits in every run (sums run in one fixed order).
+A (row, column) pair is one u64 key (row << 32 | column) or one entry of a sparse matrix;
+grouping by sorting such keys, and scoring sessions as sparse matrix products, is several times
+faster than hash group-bys over pairs of columns, and gives the same bits in every run (sums run
+in one fixed order).
 """
 
 from __future__ import annotations
@@ -35,17 +36,6 @@ def distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct keys, ascending (by sorting: numpy's hash-based unique is slower here)."""
     keys = np.sort(keys)
     return keys[group_starts(keys)]
-
-
-def sum_by_key(keys: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys ascending and the sum of each one's values, added in input order (a stable
-    sort), so the same inputs always give the same bits."""
-    frame = pl.DataFrame({"key": keys, "value": values}).sort("key", maintain_order=True)
-    keys, values = frame["key"].to_numpy(), frame["value"].to_numpy()
-    if keys.size == 0:
-        return keys, values
-    starts = group_starts(keys)
-    return keys[starts], np.add.reduceat(values, starts)
 
 
 def descending_bits(scores: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from llmrec import io
-from llmrec.baselines.common import all_events, history_items, query_items
+from llmrec.baselines.common import SplitEvents, history_items, query_items
 from llmrec.baselines.covisit import (
     Covisitation,
     CovisitConfig,
@@ -98,10 +98,12 @@ class CandidateSources:
         neighbors: NeighborSearch | None = None,
         grounded: bool = False,
         fitted: Path | None = None,
+        split_events: SplitEvents | None = None,
     ):
         """`popularity`: (locale, item, score); `grounded`: whether each chunk comes with products
         grounded from its titles (`generate`); `fitted`: a folder written by `save` whose tables
-        are read instead of fitted again."""
+        are read instead of fitted again; `split_events`: the split's events when already
+        encoded."""
         self.config, self.index, self.exclude_history = config, index, split.exclude_history
         names = [c.name for c in config.covisit]
         if len(set(names)) != len(names) or set(BUILT_IN_SOURCES) & set(names):
@@ -114,19 +116,19 @@ class CandidateSources:
         self.neighbors = neighbors if config.content_top else None
         self.grounded = grounded and bool(config.grounded_top)
         if fitted is None:
-            self._fit(split)
+            self._fit(split, split_events or SplitEvents.of(split, index))
         else:
             self._load(fitted)
 
-    def _fit(self, split: TaskSplit) -> None:
+    def _fit(self, split: TaskSplit, split_events: SplitEvents) -> None:
         window = max((w.window for c in self.config.covisit for w in c.weightings), default=0)
-        counts = PairCounts.of(all_events(split, self.index), window)
+        counts = PairCounts.of(split_events.all(), window)
         for source in self.covisit:
             source.table = covisitation(None, source.config, counts)
         if self.config.global_covisit and self.covisit:
             self.global_table = _global_covisitation(counts, self.index, self.covisit[0].config)
         if self.sknn is not None:
-            self.sknn.fit(split, self.index)
+            self.sknn.fit(split, self.index, split_events)
         if self.sasrec is not None:
             self.sasrec.fit(split, self.index)
 

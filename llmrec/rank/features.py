@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from llmrec.baselines.common import SplitEvents
 from llmrec.baselines.covisit import neighbour_matrix
 from llmrec.baselines.sparse import group_starts, pair_key
 from llmrec.data.item_index import ItemIndex
@@ -42,26 +43,20 @@ class FeatureContext:
         index: ItemIndex,
         relation: pl.DataFrame,
         text_similarity: TextSimilarity | None = None,
+        split_events: SplitEvents | None = None,
     ) -> FeatureContext:
+        """`split_events`: the split's events when already encoded."""
+        split_events = split_events or SplitEvents.of(split, index)
         attributes = index.encode(split.catalog.select("locale", "id", *ATTRIBUTES, "price"), "id").drop_nulls("item")
-        next_counts = (
-            index.encode(split.history.select("locale", pl.col("next_item").alias("id")), "id")
-            .group_by("item")
-            .agg(pl.len().alias("pop_next"))
-        )
-        inputs = pl.concat(
-            [split.history.select("locale", "prev_items"), split.unlabelled.select("locale", "prev_items")]
-        )
-        input_counts = (
-            index.encode(inputs.explode("prev_items").rename({"prev_items": "id"}), "id")
-            .group_by("item")
-            .agg(pl.len().alias("pop_input"))
-        )
+        size = index.items.height
         items = (
-            index.items.select(pl.col("code").alias("item"), "locale", "id")
-            .join(next_counts, on="item", how="left")
-            .join(input_counts, on="item", how="left")
-            .with_columns(pl.col("pop_next").fill_null(0), pl.col("pop_input").fill_null(0))
+            index.items.select(
+                pl.col("code").alias("item"),
+                "locale",
+                "id",
+                pl.Series("pop_next", np.bincount(split_events.next_items(), minlength=size), pl.UInt32),
+                pl.Series("pop_input", np.bincount(split_events.inputs(), minlength=size), pl.UInt32),
+            )
             .with_columns(
                 pl.col("pop_next").rank("min", descending=True).over("locale").alias("pop_rank"),
                 (pl.len().over("id") - 1).alias("other_locales"),

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from llmrec import io
-from llmrec.baselines.common import finalize, item_popularity, numbered
+from llmrec.baselines.common import SplitEvents, finalize, item_popularity, numbered
 from llmrec.baselines.popularity import PopularityConfig
 from llmrec.config import ConfigError, to_dict
 from llmrec.data.dataset import AmazonM2
@@ -117,7 +117,10 @@ def prepare_split(
     sources' tables are read from that folder (`CandidateSources.save`) instead."""
     started = time.perf_counter()
     index = ItemIndex.from_split(split)
-    popular = item_popularity(split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight)
+    split_events = SplitEvents.of(split, index)
+    popular = item_popularity(
+        split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight, split_events
+    )
     queries = numbered(split.sessions).with_columns(split.sessions["session_id"].cast(pl.Int64))
     if split.targets is not None and split.task in (1, 2):
         targets = index.encode(queries.select("query", "locale", pl.Series("id", split.targets)), "id")
@@ -129,10 +132,12 @@ def prepare_split(
         titles = titles.join(queries.select("session_id"), on="session_id", how="semi")
         grounding = Grounding(titles, text, popular_ids(popular, index))
     neighbors = text.neighbors if text is not None else None
-    sources = CandidateSources(config.candidates, split, index, popular, neighbors, grounding is not None, fitted)
+    sources = CandidateSources(
+        config.candidates, split, index, popular, neighbors, grounding is not None, fitted, split_events
+    )
     similarity = text.similarity_by_code(index) if text is not None else None
     context = FeatureContext.build(
-        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), similarity
+        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), similarity, split_events
     )
     log(
         f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources "
