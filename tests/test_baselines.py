@@ -206,7 +206,7 @@ def test_a_scored_candidate_always_outranks_the_fill(scores, seed):
     queries = pl.DataFrame(
         {"query": [0], "locale": ["UK"], "prev_items": [[ids[i] for i in session]]},
         schema_overrides={"query": pl.UInt32, "locale": LOCALE_DTYPE},
-    )
+    ).with_columns(pl.Series("codes", [session.astype(np.uint32).tolist()], pl.List(pl.UInt32)))
     candidates = rng.choice(n_items, len(scores), replace=False)
     scored = pl.DataFrame(
         {"query": np.zeros(len(scores), dtype=np.uint32), "item": candidates.astype(np.uint32), "score": scores}

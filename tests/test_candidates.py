@@ -103,7 +103,7 @@ def test_sasrec_is_a_candidate_source_and_scores_every_candidate(tiny_data, tmp_
     tiny = SasrecConfig(dim=16, blocks=1, heads=1, epochs=1, threads=1)
     sources = CandidateSources(CandidateConfig(sasrec=tiny, sasrec_top=20), split, index, popular)
     assert "sasrec" in sources.names
-    frame = sources.generate(numbered(split.sessions.head(30)))
+    frame = sources.generate(numbered(split.sessions.head(30), index))
     own = frame.filter(pl.col("r_sasrec") < MISSING_RANK)
     others = frame.filter(pl.col("r_sasrec") == MISSING_RANK)
     assert own["query"].n_unique() == 30 and others.height > 0

@@ -115,7 +115,7 @@ def fitted(tiny_data):
 
 def test_sessions_get_items_of_their_own_locale_only(fitted):
     split, index, model = fitted
-    queries = numbered(split.sessions)
+    queries = numbered(split.sessions, index)
     scored = model.score_sessions(queries)
     assert scored["query"].n_unique() == queries.height and (scored.group_by("query").len()["len"] == 100).all()
     located = scored.join(
@@ -130,8 +130,8 @@ def test_sessions_get_items_of_their_own_locale_only(fitted):
 
 
 def test_candidate_scores_match_the_sessions_own_ranking(fitted):
-    split, _, model = fitted
-    queries = numbered(split.sessions.head(40))
+    split, index, model = fitted
+    queries = numbered(split.sessions.head(40), index)
     scored = model.score_sessions(queries)
     features = model.score_candidates(queries, scored.select("query", "item"))
     assert features.select("query", "item").equals(scored.select("query", "item"))

@@ -139,8 +139,14 @@ def test_rank_within_orders_by_score_descending_and_keeps_ties_in_input_order():
     order, rank = rank_within(groups, scores)
     assert order.tolist() == [5, 1, 3, 2, 0, 4, 6]
     assert rank.tolist() == [0, 1, 2, 0, 1, 2, 3]
-    values = np.array([-np.inf, -3.5, -1e-30, 0.0, 1e-30, 2.0, np.inf], np.float32)
-    assert np.all(np.diff(descending_bits(values).astype(np.float64)) < 0)
+    for dtype in (np.float32, np.float64):
+        values = np.array([-np.inf, -3.5, -1e-30, -0.0, 0.0, 1e-30, 1.0, np.nextafter(1.0, 2.0, dtype=dtype), np.inf])
+        bits = descending_bits(values.astype(dtype))
+        assert all(bits[i] > bits[i + 1] for i in range(bits.size - 1))
+    groups = np.array([2, 2, 2, 1], np.uint64)  # scores one float32 step apart, as float32 and float64
+    scores = np.array([1.0, np.nextafter(np.float32(1.0), np.float32(2.0)), 0.5, 0.0], np.float32)
+    for typed in (scores, scores.astype(np.float64)):
+        assert rank_within(groups, typed)[0].tolist() == [3, 1, 0, 2]
 
 
 def test_relation_features_are_the_join_and_group_by(tiny_data):
@@ -158,7 +164,7 @@ def test_relation_features_are_the_join_and_group_by(tiny_data):
     candidates = state.sources.generate(queries).select("query", "item")
     table = state.sources.covisit[0].table
     expected = (
-        _ages(queries, state.index)
+        _ages(queries)
         .join(table, left_on="item", right_on="a")
         .group_by("query", pl.col("b").alias("item"))
         .agg(

@@ -85,7 +85,7 @@ def recommend(recommender: Recommender | SessionRecommender, split: TaskSplit, c
     index = ItemIndex.from_split(split)
     recommender.fit(split, index)
     popular = item_popularity(split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight)
-    queries = numbered(split.sessions)
+    queries = numbered(split.sessions, index)
     chunks = range(0, queries.height, config.chunk_size)
     parts = []
     for start in track(chunks, f"{recommender.name}: ranking sessions", total=len(chunks)):
@@ -93,7 +93,7 @@ def recommend(recommender: Recommender | SessionRecommender, split: TaskSplit, c
         if isinstance(recommender, SessionRecommender):
             scored = recommender.score_sessions(chunk)
         else:
-            items = query_items(chunk, index, recommender.max_session_items, recommender.recency_decay)
+            items = query_items(chunk, recommender.max_session_items, recommender.recency_decay)
             scored = recommender.score(items)
         parts.append(finalize(chunk, index, scored, popular, config.k, split.exclude_history))
     if not parts:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from llmrec.baselines.sparse import distinct, first_of_each, group_starts, pair_key, rank_within
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -60,17 +61,20 @@ def all_events(split: TaskSplit, index: ItemIndex, include_unlabelled: bool = Tr
     return SplitEvents.of(split, index).all(include_unlabelled)
 
 
-def numbered(sessions: pl.DataFrame) -> pl.DataFrame:
-    """The sessions to predict with `query`, their position in output order."""
-    return sessions.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("query"), "locale", "prev_items")
+def numbered(sessions: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
+    """The sessions to predict with `query`, their position in output order, and `codes`: their
+    items' codes, encoded once for every step that reads them."""
+    queries = sessions.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("query"), "locale", "prev_items")
+    items = index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+    codes = items.group_by("query", maintain_order=True).agg(pl.col("item").drop_nulls().alias("codes"))
+    return queries.with_columns(codes["codes"])
 
 
-def query_items(queries: pl.DataFrame, index: ItemIndex, max_items: int, recency_decay: float) -> pl.DataFrame:
+def query_items(queries: pl.DataFrame, max_items: int, recency_decay: float) -> pl.DataFrame:
     """Sessions as (query, item, weight, locale): distinct items, most recent occurrence kept,
     weight recency_decay ** steps-from-the-end, at most `max_items` per session."""
-    frame = queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id")
+    frame = queries.select("query", "locale", pl.col("codes").alias("item")).explode("item").drop_nulls("item")
     frame = frame.with_columns((pl.len().over("query") - 1 - pl.int_range(pl.len()).over("query")).alias("age"))
-    frame = index.encode(frame, "id")
     frame = frame.group_by("query", "item").agg(pl.col("age").min(), pl.col("locale").first())
     frame = frame.filter(pl.col("age").rank("ordinal").over("query") <= max_items)
     return frame.select("query", "item", (recency_decay ** pl.col("age").cast(pl.Float64)).alias("weight"), "locale")
@@ -98,12 +102,12 @@ def item_popularity(
     )
 
 
-def history_items(queries: pl.DataFrame, index: ItemIndex, exclude_history: bool = True) -> pl.DataFrame:
+def history_items(queries: pl.DataFrame, exclude_history: bool = True) -> pl.DataFrame:
     """(query, item) of the items a ranked list must leave out: each session's own items, or
     none when history items stay rankable."""
     if not exclude_history:
         queries = queries.head(0)
-    return index.encode(queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id"), "id")
+    return queries.select("query", pl.col("codes").alias("item")).explode("item").drop_nulls("item")
 
 
 def finalize(
@@ -119,16 +123,25 @@ def finalize(
     popular items as a fill. Ties are broken by item code, so the lists are a pure function of
     the scores. Ids of other locales never appear, nor session items with `exclude_history`;
     exactly k distinct ids whenever the locale has that many items."""
-    session_items = history_items(queries, index, exclude_history)
-    scored = scored.select("query", "item", pl.col("score").cast(pl.Float64))
-    ranked = _rank(queries, session_items, scored, popular, k, extra=20)
-    counts = ranked.group_by("query").len()
-    short = queries.join(counts, on="query", how="left").filter(pl.col("len").fill_null(0) < k)
-    if short.height:  # long sessions can hide more popular items than the first fill holds
-        longest = int(short["prev_items"].list.len().max())
-        redo = _rank(short.drop("len"), session_items, scored, popular, k, extra=longest)
-        ranked = pl.concat([ranked.join(short.select("query"), on="query", how="anti"), redo])
-    ranked = ranked.with_columns(index.decode(ranked).alias("id")).sort("query", "rank")
+    excluded = history_items(queries, exclude_history)
+    excluded = distinct(pair_key(excluded["query"].to_numpy(), excluded["item"].to_numpy()))
+    scored = scored.join(queries.select("query"), on="query", how="semi")
+    query, item = scored["query"].to_numpy(), scored["item"].to_numpy()
+    keep = ~_member(pair_key(query, item), excluded)
+    query, item, score = query[keep], item[keep], scored["score"].cast(pl.Float64).to_numpy()[keep]
+    order, _ = rank_within(query, score, ties=item)
+    first = first_of_each(pair_key(query[order], item[order]))  # a pair scored twice keeps its best score
+    order = order[first]
+    query, item = query[order], item[order]
+    position = np.arange(query.size) - np.repeat(group_starts(query), np.diff(np.r_[group_starts(query), query.size]))
+    top = position < k
+    query, item, position = query[top], item[top], position[top]
+    fill = _fill(queries, popular, k, distinct(np.concatenate([excluded, pair_key(query, item)])), query)
+    query = np.concatenate([query, fill[0]])
+    item = np.concatenate([item, fill[1]])
+    position = np.concatenate([position, fill[2]])
+    order = np.lexsort((position, query))
+    ranked = pl.DataFrame({"query": query[order].astype(np.uint32), "id": index.items["id"].gather(item[order])})
     lists = ranked.group_by("query", maintain_order=True).agg(pl.col("id").alias("next_item_prediction"))
     return (
         queries.select("query", pl.col("locale").cast(pl.String))
@@ -137,25 +150,31 @@ def finalize(
     )
 
 
-def _rank(queries, session_items, scored, popular, k: int, extra: int) -> pl.DataFrame:
-    """(query, item, rank): scored candidates (tier 0) strictly before the popularity fill
-    (tier 1, in popularity order), session items removed, at most k per query."""
-    fill = popular.group_by("locale", maintain_order=True).head(k + extra)
-    fill = fill.select("locale", "item", (-pl.int_range(pl.len()).over("locale")).cast(pl.Float64).alias("score"))
-    filler = (
-        queries.select("query", "locale")
-        .join(fill, on="locale")
-        .select("query", "item", pl.lit(1, pl.Int8).alias("tier"), "score")
-    )
-    candidates = scored.join(queries.select("query"), on="query", how="semi").select(
-        "query", "item", pl.lit(0, pl.Int8).alias("tier"), "score"
-    )
-    return (
-        pl.concat([candidates, filler])
-        .join(session_items.select("query", "item"), on=["query", "item"], how="anti")
-        .sort(["query", "tier", "score", "item"], descending=[False, False, True, False])
-        .unique(["query", "item"], keep="first", maintain_order=True)
-        .group_by("query", maintain_order=True)
-        .head(k)
-        .with_columns(pl.int_range(pl.len()).over("query").alias("rank"))
-    )
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    if sorted_keys.size == 0:
+        return np.zeros(keys.size, bool)
+    return sorted_keys[np.searchsorted(sorted_keys, keys).clip(max=sorted_keys.size - 1)] == keys
+
+
+def _fill(
+    queries: pl.DataFrame, popular: pl.DataFrame, k: int, excluded: np.ndarray, chosen: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query, item, position) of the popularity fill of the queries with fewer than k chosen
+    candidates (`chosen`: their query of each): the locale's most popular items, leaving out
+    the `excluded` keys, in popularity order after the candidates. Taking k + the longest
+    session's length items per locale always leaves enough once session items are removed."""
+    counts = np.bincount(chosen, minlength=int(queries["query"].max() or 0) + 1) if queries.height else chosen
+    short = queries.filter(pl.Series(counts[queries["query"].to_numpy()] < k))
+    if short.height == 0:
+        return chosen[:0], chosen[:0], chosen[:0].astype(np.int64)
+    depth = k + int(short["codes"].list.len().max())
+    fill = popular.group_by("locale", maintain_order=True).head(depth)
+    fill = fill.select("locale", "item", pl.int_range(pl.len()).over("locale").alias("order"))
+    rows = short.select("query", "locale").join(fill, on="locale").sort("query", "order")
+    query, item = rows["query"].to_numpy(), rows["item"].to_numpy()
+    keep = ~_member(pair_key(query, item), excluded)
+    query, item = query[keep], item[keep]
+    starts = group_starts(query)
+    position = counts[query] + np.arange(query.size) - np.repeat(starts, np.diff(np.r_[starts, query.size]))
+    top = position < k
+    return query[top], item[top], position[top]

@@ -10,7 +10,6 @@ in one fixed order).
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 from scipy import sparse
 
 SHIFT = np.uint64(32)
@@ -39,23 +38,35 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 
 
 def descending_bits(scores: np.ndarray) -> np.ndarray:
-    """u64 whose ascending order is the float32 `scores`' descending order (equal floats give
-    equal bits)."""
-    bits = np.asarray(scores, dtype=np.float32).view(np.uint32)
-    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
-    return (~ascending).astype(np.uint64)
+    """Unsigned ints (u32 for float32 scores, else u64 of their float64 values) whose ascending
+    order is the scores' descending order; equal floats give equal bits, -0.0 sorts after 0.0."""
+    unsigned, top = (np.uint32, 31) if scores.dtype == np.float32 else (np.uint64, 63)
+    bits = (scores if scores.dtype == np.float32 else np.asarray(scores, dtype=np.float64)).view(unsigned)
+    ascending = np.where(bits >> unsigned(top), ~bits, bits | unsigned(1 << top))
+    return ~ascending
 
 
-def rank_within(groups: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Order and rank of rows by (group ascending, float32 score descending); rows of equal
-    group and score keep their input order. `groups` < 2**32. Returns (order, rank in group of
-    each row of the order)."""
-    key = (groups.astype(np.uint64) << SHIFT) | descending_bits(scores)
-    order = pl.DataFrame({"key": key}).with_row_index("i").sort("key", maintain_order=True)["i"].to_numpy()
-    grouped = groups[order]
-    starts = group_starts(grouped)
+def rank_within(
+    groups: np.ndarray, scores: np.ndarray, ties: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order of the rows by (group ascending, score descending, `ties` ascending or else input
+    order), by stable sorts from the least significant key, and each row's rank in its group
+    (in that order)."""
+    if scores.dtype == np.float32 and ties is None:  # one sort: (group, 32 score bits) fit in a u64 key
+        order = np.argsort((groups.astype(np.uint64) << SHIFT) | descending_bits(scores), kind="stable")
+    else:
+        order = np.arange(groups.size) if ties is None else np.argsort(ties, kind="stable")
+        order = order[np.argsort(descending_bits(scores[order]), kind="stable")]
+        order = order[np.argsort(groups[order], kind="stable")]
+    starts = group_starts(groups[order])
     rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
     return order, rank
+
+
+def first_of_each(keys: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct key, ascending."""
+    order = np.argsort(keys, kind="stable")
+    return np.sort(order[group_starts(keys[order])])
 
 
 def csr(rows: np.ndarray, columns: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:

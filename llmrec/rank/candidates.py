@@ -180,14 +180,14 @@ class CandidateSources:
         config = self.config
         proposals = []
         for source in self.covisit:
-            items = query_items(queries, self.index, source.max_session_items, source.recency_decay)
+            items = query_items(queries, source.max_session_items, source.recency_decay)
             proposals.append((source.name, source.score(items), config.covisit_top))
         if self.global_table is not None:
             first = self.covisit[0]
-            items = query_items(queries, self.index, first.max_session_items, first.recency_decay)
+            items = query_items(queries, first.max_session_items, first.recency_decay)
             proposals.append(("global", self.global_table.score(items), config.global_top))
         if self.sknn is not None:
-            items = query_items(queries, self.index, self.sknn.max_session_items, self.sknn.recency_decay)
+            items = query_items(queries, self.sknn.max_session_items, self.sknn.recency_decay)
             proposals.append(("sknn", self.sknn.score(items), config.sknn_top))
         if self.sasrec is not None:
             proposals.append(("sasrec", self.sasrec.score_sessions(queries), config.sasrec_top))
@@ -201,7 +201,7 @@ class CandidateSources:
                 raise ValueError("generate: these sources propose grounded products, give them for the chunk")
             grounded = grounded.select("query", "item", pl.col("ground_score").alias("score"))
             proposals.append(("grounded", grounded, config.grounded_top))
-        session_items = history_items(queries, self.index, self.exclude_history)
+        session_items = history_items(queries, self.exclude_history)
         excluded = distinct(pair_key(session_items["query"].to_numpy(), session_items["item"].to_numpy()))
         tops = {name: _top(frame, top, excluded) for name, frame, top in proposals}
         keys = distinct(np.concatenate([k for k, _, _ in tops.values()]))

@@ -68,14 +68,14 @@ class FeatureContext:
         return cls(index, items, neighbour_matrix(relation), text_similarity)
 
 
-def session_features(queries: pl.DataFrame, context: FeatureContext) -> pl.DataFrame:
+def session_features(queries: pl.DataFrame) -> pl.DataFrame:
     """Per query: length, distinct items, and the last item's code."""
-    last = context.index.encode(queries.select("query", "locale", pl.col("prev_items").list.last().alias("id")), "id")
     return queries.select(
         "query",
         pl.col("prev_items").list.len().alias("session_length"),
         pl.col("prev_items").list.n_unique().alias("session_distinct"),
-    ).join(last.select("query", pl.col("item").alias("last_item")), on="query", how="left")
+        pl.col("codes").list.last().alias("last_item"),
+    )
 
 
 def add_features(
@@ -90,7 +90,7 @@ def add_features(
     frame = candidates.with_columns(
         pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources")
     )
-    frame = frame.join(session_features(queries, context), on="query", how="left")
+    frame = frame.join(session_features(queries), on="query", how="left")
     frame = frame.join(context.items, on="item", how="left")
     frame = _relations(frame, queries, context)
     frame = _agreement(frame, queries, context)
@@ -115,7 +115,7 @@ def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureConte
     before, how recent the nearest related item is, and how many items relate to it. Each
     session item's row of the table is expanded, and the (query, neighbour) pairs grouped by
     sorting."""
-    ages = _ages(queries, context.index)
+    ages = _ages(queries)
     table = context.relation
     ages = ages.filter(pl.col("item") < table.shape[0])
     item, query, age = ages["item"].to_numpy(), ages["query"].to_numpy(), ages["age"].to_numpy()
@@ -150,11 +150,11 @@ def _sum_at(values: np.ndarray, where: np.ndarray, starts: np.ndarray) -> np.nda
     return np.add.reduceat(np.where(where, values.astype(np.float64), 0.0), starts).astype(np.float32)
 
 
-def _ages(queries: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
+def _ages(queries: pl.DataFrame) -> pl.DataFrame:
     """(query, item, age): distinct session items with their distinct-item age (0 = the last item)."""
-    frame = queries.select("query", "locale", pl.col("prev_items").alias("id")).explode("id")
+    frame = queries.select("query", pl.col("codes").alias("item")).explode("item").drop_nulls("item")
     frame = frame.with_columns(pl.int_range(pl.len()).over("query").alias("pos"))
-    frame = index.encode(frame, "id").group_by("query", "item").agg(pl.col("pos").max())
+    frame = frame.group_by("query", "item").agg(pl.col("pos").max())
     return frame.with_columns((pl.col("pos").rank("ordinal", descending=True).over("query") - 1).alias("age")).drop(
         "pos"
     )
@@ -168,7 +168,7 @@ def _agreement(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureConte
         pl.col("price").alias("last_price"),
     )
     frame = frame.join(last, on="last_item", how="left")
-    session = _ages(queries, context.index).join(context.items.select("item", "brand", "price"), on="item", how="left")
+    session = _ages(queries).join(context.items.select("item", "brand", "price"), on="item", how="left")
     brands = session.drop_nulls("brand").group_by("query", "brand").agg(pl.len().alias("brand_count"))
     sizes = session.group_by("query").agg(pl.len().alias("_n"), pl.col("price").mean().alias("session_price"))
     frame = frame.join(brands, on=["query", "brand"], how="left").join(sizes, on="query", how="left")

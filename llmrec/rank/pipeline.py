@@ -121,7 +121,7 @@ def prepare_split(
     popular = item_popularity(
         split, index, config.popularity.next_item_weight, config.popularity.prev_item_weight, split_events
     )
-    queries = numbered(split.sessions).with_columns(split.sessions["session_id"].cast(pl.Int64))
+    queries = numbered(split.sessions, index).with_columns(split.sessions["session_id"].cast(pl.Int64))
     if split.targets is not None and split.task in (1, 2):
         targets = index.encode(queries.select("query", "locale", pl.Series("id", split.targets)), "id")
         queries = queries.join(targets.select("query", pl.col("item").alias("target")), on="query", how="left")
