@@ -56,7 +56,7 @@ def test_test_split_learns_on_the_validation_sessions(tiny_data, tmp_path):
 def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeypatch):
     from llmrec.rank import pipeline
 
-    settings = config(tiny_data, "task=1", "reranker.kind=fusion", "chunk_size=100")
+    settings = config(tiny_data, "task=1", "reranker.kind=fusion", "chunk_size=100", "workers=1")
     reference, reference_report = rank(settings, tmp_path / "ref.parquet")
     calls = []
     original = pipeline.SplitState.features
@@ -248,9 +248,10 @@ def test_a_rerun_on_changed_data_does_not_resume(tiny_data, tmp_path, monkeypatc
 
 def test_two_runs_give_the_same_lists(tiny_data, tmp_path):
     """Same data, same settings, same seed: the same lists, ties included (scores are summed
-    in an order-proof way and ties broken by item)."""
-    settings = config(tiny_data, "task=2", "reranker.kind=fusion")
-    first, _ = rank(settings, tmp_path / "first.parquet")
+    in an order-proof way and ties broken by item), whether chunks are computed one at a time
+    or several at once."""
+    first, _ = rank(config(tiny_data, "task=2", "reranker.kind=fusion", "workers=1"), tmp_path / "first.parquet")
+    settings = config(tiny_data, "task=2", "reranker.kind=fusion", "workers=3", "chunk_size=50")
     second, _ = rank(settings, tmp_path / "second.parquet")
     assert first.equals(second)
 

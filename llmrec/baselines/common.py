@@ -20,7 +20,11 @@ def events(sessions: pl.DataFrame, index: ItemIndex, with_next: bool) -> pl.Data
         "locale",
         (pl.concat_list("prev_items", pl.col("next_item")) if with_next else pl.col("prev_items")).alias("id"),
     ).with_row_index("seq")
-    frame = frame.explode("id").with_columns(pl.int_range(pl.len()).over("seq").alias("pos"))
+    frame = frame.explode("id")
+    seq = frame["seq"].to_numpy()
+    starts = group_starts(seq)
+    position = np.arange(seq.size) - np.repeat(starts, np.diff(np.r_[starts, seq.size]))
+    frame = frame.with_columns(pl.Series("pos", position))
     return index.encode(frame, "id").select("seq", "pos", "item", "locale")
 
 

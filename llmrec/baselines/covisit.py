@@ -149,7 +149,11 @@ class Covisitation:
 def neighbour_matrix(table: pl.DataFrame) -> sparse.csr_matrix:
     """The (a -> b, w) table as a square sparse matrix over every code it mentions."""
     size = int(max(table["a"].max(), table["b"].max())) + 1 if table.height else 0
-    return csr(table["a"].to_numpy(), table["b"].to_numpy(), table["w"].to_numpy().astype(np.float64), (size, size))
+    a, b, w = table["a"].to_numpy(), table["b"].to_numpy(), table["w"].to_numpy().astype(np.float64)
+    if a.size and np.all(a[1:] >= a[:-1]):  # rows already grouped (as `covisitation` writes them): no sort
+        indptr = np.r_[0, np.cumsum(np.bincount(a, minlength=size))]
+        return sparse.csr_matrix((w, b.astype(np.int32), indptr), shape=(size, size))
+    return csr(a, b, w, (size, size))
 
 
 def score_neighbours(query_items: pl.DataFrame, neighbours: sparse.csr_matrix) -> pl.DataFrame:

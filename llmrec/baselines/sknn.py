@@ -3,6 +3,7 @@ session, similarity normalized by both sessions' lengths."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ import polars as pl
 from scipy import sparse
 
 from llmrec.baselines.common import SplitEvents
-from llmrec.baselines.sparse import csr, entries
+from llmrec.baselines.sparse import csr, distinct, entries, group_starts, pair_key, split_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -31,38 +32,45 @@ class SessionKnn:
     def __init__(self, config: SknnConfig):
         self.config = config
         self.max_session_items, self.recency_decay = config.max_session_items, config.recency_decay
+        self._building = threading.Lock()
 
     def fit(self, split: TaskSplit, index: ItemIndex, split_events: SplitEvents | None = None) -> None:
         """`split_events`: the split's events when already encoded."""
         split_events = split_events or SplitEvents.of(split, index)
-        memory = split_events.labelled.select("seq", "item").unique()
-        self.lengths = memory.group_by("seq").agg(pl.len().alias("length"))
+        events = split_events.labelled
+        keys = distinct(pair_key(events["seq"].to_numpy(), events["item"].to_numpy()))  # by (seq, item)
+        seq, item = split_key(keys)
+        seq, item = seq.astype(np.uint32), item.astype(np.uint32)
+        starts = group_starts(seq)
+        self.lengths = pl.DataFrame({"seq": seq[starts], "length": np.diff(np.r_[starts, seq.size]).astype(np.uint32)})
         # Later rows of the train file stand for more recent sessions: keep those per item.
-        self.postings = (
-            memory.sort("seq", descending=True).group_by("item", maintain_order=True).head(self.config.postings)
-        )
-        self.memory = memory
+        order = np.argsort(pair_key(item, ~seq), kind="stable")  # by item, then seq descending
+        first = group_starts(item[order])
+        rank = np.arange(order.size) - np.repeat(first, np.diff(np.r_[first, order.size]))
+        kept = order[rank < self.config.postings]
+        self.postings = pl.DataFrame({"seq": seq[kept], "item": item[kept]})
+        self.memory = pl.DataFrame({"seq": seq, "item": item})
 
     def _matrices(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
         """Postings (item x session), memory (session x item) and session lengths, built once
         from the fitted frames (fitted here or read by `llmrec.rank`)."""
-        if getattr(self, "_built", None) is None:
-            sessions = int(self.memory["seq"].max() or 0) + 1
-            items = int(self.memory["item"].max() or 0) + 1
-            ones = lambda frame: np.ones(frame.height)  # noqa: E731
-            postings = csr(
-                self.postings["item"].to_numpy(),
-                self.postings["seq"].to_numpy(),
-                ones(self.postings),
-                (items, sessions),
-            )
-            memory = csr(
-                self.memory["seq"].to_numpy(), self.memory["item"].to_numpy(), ones(self.memory), (sessions, items)
-            )
-            lengths = np.zeros(sessions, np.float64)
-            lengths[self.lengths["seq"].to_numpy()] = self.lengths["length"].to_numpy()
-            self._built = postings, memory, lengths
+        with self._building:  # chunks are scored from several threads
+            if getattr(self, "_built", None) is None:
+                self._built = self._build()
         return self._built
+
+    def _build(self) -> tuple[sparse.csr_matrix, sparse.csr_matrix, np.ndarray]:
+        sessions = int(self.memory["seq"].max() or 0) + 1
+        items = int(self.memory["item"].max() or 0) + 1
+        ones = lambda frame: np.ones(frame.height)  # noqa: E731
+        seqs, postings = self.postings["seq"].to_numpy(), self.postings["item"].to_numpy()
+        postings = csr(postings, seqs, ones(self.postings), (items, sessions))
+        memory = csr(
+            self.memory["seq"].to_numpy(), self.memory["item"].to_numpy(), ones(self.memory), (sessions, items)
+        )
+        lengths = np.zeros(sessions, np.float64)
+        lengths[self.lengths["seq"].to_numpy()] = self.lengths["length"].to_numpy()
+        return postings, memory, lengths
 
     def score(self, query_items: pl.DataFrame) -> pl.DataFrame:
         """(query, item, score): the items of each session's `neighbors` most similar past

@@ -292,4 +292,6 @@ def _global_covisitation(counts: PairCounts, index: ItemIndex, config: CovisitCo
     codes = index.items.join(ids, on="id").select(pl.col("code").alias("item"), "gid").sort("item")
     gid_of_code = np.zeros(index.items.height, dtype=np.uint32)
     gid_of_code[codes["item"].to_numpy()] = codes["gid"].to_numpy()
+    window = max((w.window for w in config.weightings), default=0)
+    counts = PairCounts({distance: counts.counts[distance] for distance in range(1, window + 1)})
     return GlobalTable(covisitation(None, config, counts.mapped(gid_of_code)), codes, index)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -32,7 +33,7 @@ from llmrec.data.dataset import AmazonM2
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.schema import TOP_K
 from llmrec.data.split import SplitConfig, TaskSplit, load_task_split
-from llmrec.progress import track
+from llmrec.progress import progress_bar, track
 from llmrec.rank.candidates import MISSING_RANK, CandidateConfig, CandidateSources
 from llmrec.rank.features import FeatureContext, add_features
 from llmrec.rank.reranker import LightGBMRanker, RerankerConfig, fold_of, fusion_scores, training_rows
@@ -55,6 +56,7 @@ class RecommendConfig:
         default_factory=TitleChoiceConfig
     )  # task 3: titles of ranked products, by MBR
     chunk_size: int = 10_000  # sessions per chunk: bounds memory, drives progress and resumption
+    workers: int = 2  # chunks computed at once, in threads (the heavy steps release the GIL); same lists
     k: int = TOP_K
     keep_work: bool = False  # keep <out>.work/ (features per chunk) after success
 
@@ -403,6 +405,7 @@ def _settings(config: RecommendConfig, titles, valid_titles) -> dict:
     settings = to_dict(config)
     settings.pop("keep_work")
     settings.pop("chunk_size")  # chunks are keyed by their size below
+    settings.pop("workers")
     for name, frame in (("titles", titles), ("valid_titles", valid_titles)):
         digest = (
             None
@@ -427,8 +430,19 @@ def _chunks(
     chunks = range(-(-state.queries.height // size)) if chunks is None else chunks
     paths = {chunk: _chunk_path(config, folder, chunk) for chunk in chunks}
     todo = [chunk for chunk, path in paths.items() if not path.exists()]
-    for chunk in track(todo, label, total=len(todo)):
+
+    def write(chunk: int) -> None:
         io.write_parquet(compute(state.queries.slice(chunk * size, size)), paths[chunk])
+
+    with ThreadPoolExecutor(max(1, config.workers)) as pool, progress_bar(len(todo), label) as advance:
+        futures = [pool.submit(write, chunk) for chunk in todo]
+        try:
+            for done in as_completed(futures):
+                done.result()
+                advance()
+        except BaseException:  # an error or an interrupt: start no further chunk
+            pool.shutdown(cancel_futures=True)
+            raise
     return list(paths.values())
 
 
