@@ -53,10 +53,11 @@ def test_test_split_learns_on_the_validation_sessions(tiny_data, tmp_path):
     assert report.candidate_recall["sessions"] == split.sessions.height  # the synthetic release has labels
 
 
-def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeypatch, workers):
     from llmrec.rank import pipeline
 
-    settings = config(tiny_data, "task=1", "reranker.kind=fusion", "chunk_size=100", "workers=1")
+    settings = config(tiny_data, "task=1", "reranker.kind=fusion", "chunk_size=100", f"workers={workers}")
     reference, reference_report = rank(settings, tmp_path / "ref.parquet")
     calls = []
     original = pipeline.SplitState.features
@@ -70,7 +71,8 @@ def test_an_interrupted_run_resumes_from_its_chunks(tiny_data, tmp_path, monkeyp
     monkeypatch.setattr(pipeline.SplitState, "features", failing)
     with pytest.raises(KeyboardInterrupt):
         rank(settings, tmp_path / "run.parquet")
-    assert len(list((tmp_path / "run.parquet.work" / "test").glob("chunk-*"))) == 2
+    written = len(list((tmp_path / "run.parquet.work" / "test").glob("chunk-*")))
+    assert written == 2 if workers == 1 else 1 <= written <= 3  # in flight: finished; none started after
     calls.clear()
     monkeypatch.setattr(pipeline.SplitState, "features", original)
     resumed, report = rank(settings, tmp_path / "run.parquet")

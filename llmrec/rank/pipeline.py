@@ -17,8 +17,9 @@ import hashlib
 import json
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -434,15 +435,19 @@ def _chunks(
     def write(chunk: int) -> None:
         io.write_parquet(compute(state.queries.slice(chunk * size, size)), paths[chunk])
 
-    with ThreadPoolExecutor(max(1, config.workers)) as pool, progress_bar(len(todo), label) as advance:
-        futures = [pool.submit(write, chunk) for chunk in todo]
-        try:
-            for done in as_completed(futures):
-                done.result()
+    if config.workers <= 1:
+        for chunk in track(todo, label, total=len(todo)):
+            write(chunk)
+        return list(paths.values())
+    waiting = iter(todo)
+    with ThreadPoolExecutor(config.workers) as pool, progress_bar(len(todo), label) as advance:
+        running = {pool.submit(write, chunk) for chunk in islice(waiting, config.workers)}
+        while running:  # a chunk starts only when another ends: after an error or interrupt, none does
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()
                 advance()
-        except BaseException:  # an error or an interrupt: start no further chunk
-            pool.shutdown(cancel_futures=True)
-            raise
+                running |= {pool.submit(write, chunk) for chunk in islice(waiting, 1)}
     return list(paths.values())
 
 
