@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from llmrec.baselines.sparse import distinct, first_of_each, group_starts, pair_key, rank_within
+from llmrec.baselines.sparse import distinct, first_of_each, lookup, pair_key, positions, rank_within
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -21,10 +21,7 @@ def events(sessions: pl.DataFrame, index: ItemIndex, with_next: bool) -> pl.Data
         (pl.concat_list("prev_items", pl.col("next_item")) if with_next else pl.col("prev_items")).alias("id"),
     ).with_row_index("seq")
     frame = frame.explode("id")
-    seq = frame["seq"].to_numpy()
-    starts = group_starts(seq)
-    position = np.arange(seq.size) - np.repeat(starts, np.diff(np.r_[starts, seq.size]))
-    frame = frame.with_columns(pl.Series("pos", position))
+    frame = frame.with_columns(pl.Series("pos", positions(frame["seq"].to_numpy())))
     return index.encode(frame, "id").select("seq", "pos", "item", "locale")
 
 
@@ -131,13 +128,13 @@ def finalize(
     excluded = distinct(pair_key(excluded["query"].to_numpy(), excluded["item"].to_numpy()))
     scored = scored.join(queries.select("query"), on="query", how="semi")
     query, item = scored["query"].to_numpy(), scored["item"].to_numpy()
-    keep = ~_member(pair_key(query, item), excluded)
+    keep = ~lookup(pair_key(query, item), excluded)[1]
     query, item, score = query[keep], item[keep], scored["score"].cast(pl.Float64).to_numpy()[keep]
     order, _ = rank_within(query, score, ties=item)
     first = first_of_each(pair_key(query[order], item[order]))  # a pair scored twice keeps its best score
     order = order[first]
     query, item = query[order], item[order]
-    position = np.arange(query.size) - np.repeat(group_starts(query), np.diff(np.r_[group_starts(query), query.size]))
+    position = positions(query)
     top = position < k
     query, item, position = query[top], item[top], position[top]
     fill = _fill(queries, popular, k, distinct(np.concatenate([excluded, pair_key(query, item)])), query)
@@ -152,12 +149,6 @@ def finalize(
         .join(lists, on="query", how="left", maintain_order="left")
         .select("locale", pl.col("next_item_prediction").fill_null(pl.lit([], dtype=pl.List(pl.String))))
     )
-
-
-def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    if sorted_keys.size == 0:
-        return np.zeros(keys.size, bool)
-    return sorted_keys[np.searchsorted(sorted_keys, keys).clip(max=sorted_keys.size - 1)] == keys
 
 
 def _fill(
@@ -176,9 +167,8 @@ def _fill(
     fill = fill.select("locale", "item", pl.int_range(pl.len()).over("locale").alias("order"))
     rows = short.select("query", "locale").join(fill, on="locale").sort("query", "order")
     query, item = rows["query"].to_numpy(), rows["item"].to_numpy()
-    keep = ~_member(pair_key(query, item), excluded)
+    keep = ~lookup(pair_key(query, item), excluded)[1]
     query, item = query[keep], item[keep]
-    starts = group_starts(query)
-    position = counts[query] + np.arange(query.size) - np.repeat(starts, np.diff(np.r_[starts, query.size]))
+    position = counts[query] + positions(query)
     top = position < k
     return query[top], item[top], position[top]

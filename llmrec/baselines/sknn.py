@@ -11,7 +11,7 @@ import polars as pl
 from scipy import sparse
 
 from llmrec.baselines.common import SplitEvents
-from llmrec.baselines.sparse import csr, distinct, entries, group_starts, pair_key, split_key
+from llmrec.baselines.sparse import csr, distinct, entries, group_starts, pair_key, positions, split_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 
@@ -45,9 +45,7 @@ class SessionKnn:
         self.lengths = pl.DataFrame({"seq": seq[starts], "length": np.diff(np.r_[starts, seq.size]).astype(np.uint32)})
         # Later rows of the train file stand for more recent sessions: keep those per item.
         order = np.argsort(pair_key(item, ~seq), kind="stable")  # by item, then seq descending
-        first = group_starts(item[order])
-        rank = np.arange(order.size) - np.repeat(first, np.diff(np.r_[first, order.size]))
-        kept = order[rank < self.config.postings]
+        kept = order[positions(item[order]) < self.config.postings]
         self.postings = pl.DataFrame({"seq": seq[kept], "item": item[kept]})
         self.memory = pl.DataFrame({"seq": seq, "item": item})
 

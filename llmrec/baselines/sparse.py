@@ -31,6 +31,20 @@ def group_starts(sorted_values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
 
 
+def positions(sorted_values: np.ndarray) -> np.ndarray:
+    """Each element's position within its run of equal values (0 for the first)."""
+    starts = group_starts(sorted_values)
+    return np.arange(sorted_values.size) - np.repeat(starts, np.diff(np.r_[starts, sorted_values.size]))
+
+
+def lookup(keys: np.ndarray, sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each key stands in `sorted_keys` (distinct, ascending) and whether it is there."""
+    if sorted_keys.size == 0:
+        return np.zeros(keys.size, np.int64), np.zeros(keys.size, bool)
+    at = np.searchsorted(sorted_keys, keys).clip(max=sorted_keys.size - 1)
+    return at, sorted_keys[at] == keys
+
+
 def distinct(keys: np.ndarray) -> np.ndarray:
     """The distinct keys, ascending (by sorting: numpy's hash-based unique is slower here)."""
     keys = np.sort(keys)
@@ -58,9 +72,7 @@ def rank_within(
         order = np.arange(groups.size) if ties is None else np.argsort(ties, kind="stable")
         order = order[np.argsort(descending_bits(scores[order]), kind="stable")]
         order = order[np.argsort(groups[order], kind="stable")]
-    starts = group_starts(groups[order])
-    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
-    return order, rank
+    return order, positions(groups[order])
 
 
 def first_of_each(keys: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from llmrec.baselines.covisit import (
 from llmrec.baselines.sasrec import Sasrec
 from llmrec.baselines.sasrec_config import SasrecConfig
 from llmrec.baselines.sknn import SessionKnn, SknnConfig
-from llmrec.baselines.sparse import distinct, pair_key, rank_within, split_key
+from llmrec.baselines.sparse import distinct, lookup, pair_key, rank_within, split_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.errors import ConfigError
@@ -179,13 +179,11 @@ class CandidateSources:
         `grounded`: (query, item, ground_score, ...) products grounded from their titles."""
         config = self.config
         proposals = []
-        for source in self.covisit:
-            items = query_items(queries, source.max_session_items, source.recency_decay)
+        sessions = [query_items(queries, s.max_session_items, s.recency_decay) for s in self.covisit]
+        for source, items in zip(self.covisit, sessions):
             proposals.append((source.name, source.score(items), config.covisit_top))
-        if self.global_table is not None:
-            first = self.covisit[0]
-            items = query_items(queries, first.max_session_items, first.recency_decay)
-            proposals.append(("global", self.global_table.score(items), config.global_top))
+        if self.global_table is not None:  # weighted as the first table
+            proposals.append(("global", self.global_table.score(sessions[0]), config.global_top))
         if self.sknn is not None:
             items = query_items(queries, self.sknn.max_session_items, self.sknn.recency_decay)
             proposals.append(("sknn", self.sknn.score(items), config.sknn_top))
@@ -235,8 +233,7 @@ def _top(frame: pl.DataFrame, top: int, excluded: np.ndarray) -> tuple[np.ndarra
     frame = frame.drop_nulls("item")
     keys = pair_key(frame["query"].to_numpy(), frame["item"].to_numpy())
     scores = frame["score"].cast(pl.Float32).to_numpy()
-    at = np.searchsorted(excluded, keys).clip(max=max(excluded.size - 1, 0))
-    kept = excluded[at] != keys if excluded.size else np.ones(keys.size, bool)
+    kept = ~lookup(keys, excluded)[1]
     keys, scores = keys[kept], scores[kept]
     by_key = np.argsort(keys, kind="stable")
     keys, scores = keys[by_key], scores[by_key]
@@ -253,8 +250,7 @@ class GlobalTable:
         self.table = table  # a, b: global codes; w
         self.codes = codes  # item (locale code), gid (global code)
         self.matrix = neighbour_matrix(table)
-        self.gid_of = np.zeros(index.items.height, dtype=np.uint32)
-        self.gid_of[codes["item"].to_numpy()] = codes["gid"].to_numpy()
+        self.gid_of = _gid_of(codes, index)
         # The locale's code of each (gid, locale), or MISSING where that locale lacks the product.
         self.locales = len(index.items["locale"].dtype.categories)
         self.local = np.full(int(codes["gid"].max() or 0) * self.locales + self.locales, self.MISSING, np.int64)
@@ -290,8 +286,13 @@ def _global_covisitation(counts: PairCounts, index: ItemIndex, config: CovisitCo
     the pair counts by code."""
     ids = index.items.select("id").unique(maintain_order=True).with_row_index("gid")
     codes = index.items.join(ids, on="id").select(pl.col("code").alias("item"), "gid").sort("item")
-    gid_of_code = np.zeros(index.items.height, dtype=np.uint32)
-    gid_of_code[codes["item"].to_numpy()] = codes["gid"].to_numpy()
     window = max((w.window for w in config.weightings), default=0)
     counts = PairCounts({distance: counts.counts[distance] for distance in range(1, window + 1)})
-    return GlobalTable(covisitation(None, config, counts.mapped(gid_of_code)), codes, index)
+    return GlobalTable(covisitation(None, config, counts.mapped(_gid_of(codes, index))), codes, index)
+
+
+def _gid_of(codes: pl.DataFrame, index: ItemIndex) -> np.ndarray:
+    """The global code (product id) of each locale code."""
+    gid_of = np.zeros(index.items.height, dtype=np.uint32)
+    gid_of[codes["item"].to_numpy()] = codes["gid"].to_numpy()
+    return gid_of

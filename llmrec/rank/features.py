@@ -16,8 +16,7 @@ import polars as pl
 from scipy import sparse
 
 from llmrec.baselines.common import SplitEvents
-from llmrec.baselines.covisit import neighbour_matrix
-from llmrec.baselines.sparse import group_starts, pair_key
+from llmrec.baselines.sparse import group_starts, lookup, pair_key
 from llmrec.data.item_index import ItemIndex
 from llmrec.data.split import TaskSplit
 from llmrec.rank.candidates import MISSING_RANK
@@ -41,11 +40,12 @@ class FeatureContext:
         cls,
         split: TaskSplit,
         index: ItemIndex,
-        relation: pl.DataFrame,
+        relation: sparse.csr_matrix,
         text_similarity: TextSimilarity | None = None,
         split_events: SplitEvents | None = None,
     ) -> FeatureContext:
-        """`split_events`: the split's events when already encoded."""
+        """`relation`: the first co-visitation table's neighbour matrix; `split_events`: the
+        split's events when already encoded."""
         split_events = split_events or SplitEvents.of(split, index)
         attributes = index.encode(split.catalog.select("locale", "id", *ATTRIBUTES, "price"), "id").drop_nulls("item")
         size = index.items.height
@@ -65,7 +65,7 @@ class FeatureContext:
             .join(attributes.drop("locale"), on="item", how="left")
             .drop("locale", "id")
         )
-        return cls(index, items, neighbour_matrix(relation), text_similarity)
+        return cls(index, items, relation, text_similarity)
 
 
 def session_features(queries: pl.DataFrame) -> pl.DataFrame:
@@ -134,8 +134,7 @@ def _relations(frame: pl.DataFrame, queries: pl.DataFrame, context: FeatureConte
     }
     keys = keys[first]
     wanted = pair_key(frame["query"].to_numpy(), frame["item"].to_numpy())
-    at = np.searchsorted(keys, wanted).clip(max=max(keys.size - 1, 0))
-    found = keys[at] == wanted if keys.size else np.zeros(wanted.size, bool)
+    at, found = lookup(wanted, keys)
     columns = [
         pl.Series(name, np.where(found, values[at], missing) if keys.size else np.full(wanted.size, missing), dtype)
         for (name, (values, missing)), dtype in zip(linked.items(), (pl.UInt32, pl.UInt32, pl.Float32, pl.Float32))

@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 from llmrec import io
 from llmrec.baselines.common import SplitEvents, finalize, item_popularity, numbered
@@ -140,7 +141,11 @@ def prepare_split(
     )
     similarity = text.similarity_by_code(index) if text is not None else None
     context = FeatureContext.build(
-        split, index, sources.covisit[0].table if sources.covisit else _empty_relation(), similarity, split_events
+        split,
+        index,
+        sources.covisit[0].matrix if sources.covisit else sparse.csr_matrix((0, 0)),
+        similarity,
+        split_events,
     )
     log(
         f"{split.split} split, task {split.task}: {queries.height:,} sessions, sources "
@@ -155,10 +160,6 @@ def popular_ids(popular: pl.DataFrame, index: ItemIndex) -> pl.DataFrame:
     return popular.with_columns(index.decode(popular).alias("id")).select(
         pl.col("locale").cast(pl.String), "id", pl.col("score").alias("count")
     )
-
-
-def _empty_relation() -> pl.DataFrame:
-    return pl.DataFrame(schema={"a": pl.UInt32, "b": pl.UInt32, "w": pl.Float32})
 
 
 @dataclass
