@@ -133,6 +133,37 @@ def test_encoder_uses_the_model_prompts_and_returns_unit_float32_rows(tiny_model
     assert encoder.encode([], "query").shape == (0, encoder.dimension)
 
 
+@pytest.mark.parametrize("int8", [False, True])
+def test_onnx_backend_encodes_like_torch_and_exports_once(tiny_model, tmp_path, monkeypatch, int8):
+    monkeypatch.setenv("LLMREC_CACHE", str(tmp_path))
+    texts = ["Wasserdichte Winterjacke", "まな板 38 x 25 cm", "Cup", "T-Shirt by Quinzenano - Linen", "Red Acme Mug"]
+    reference = Encoder(EncoderConfig(name=tiny_model, threads=1))
+    config = EncoderConfig(name=tiny_model, threads=1, backend="onnx", int8=int8)
+    encoder = Encoder(config)
+    queries, documents = encoder.encode(texts, "query"), encoder.encode(texts, "document")
+    assert queries.dtype == np.float32 and np.allclose(np.linalg.norm(queries, axis=1), 1.0, atol=1e-5)
+    cosines = (queries * reference.encode(texts, "query")).sum(axis=1)
+    if int8:  # quantized weights move the vectors a little, and only a little
+        assert cosines.min() > 0.95 and not np.allclose(cosines, 1.0, atol=1e-6)
+    else:
+        assert np.allclose(queries, reference.encode(texts, "query"), atol=1e-5)
+        assert np.allclose(documents, reference.encode(texts, "document"), atol=1e-5)
+    exports = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "onnx").rglob("*") if p.is_file())
+    assert [e.split("/", 2)[2][:10] for e in exports] == (["model-int8", "model.onnx"] if int8 else ["model.onnx"])
+    assert encoder.fingerprint != reference.fingerprint
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "onnx").rglob("*.onnx")}
+    again = Encoder(config)  # the export is reused, not redone
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "onnx").rglob("*.onnx")} == written
+    assert again.fingerprint == encoder.fingerprint and np.array_equal(again.encode(texts, "query"), queries)
+
+
+def test_encoder_backend_settings_are_checked():
+    with pytest.raises(ConfigError, match="torch or onnx"):
+        EncoderConfig(backend="openvino")
+    with pytest.raises(ConfigError, match="needs encoder.backend=onnx"):
+        EncoderConfig(int8=True)
+
+
 def test_unknown_encoder_is_a_one_line_file_not_found(tmp_path):
     with pytest.raises(ConfigError, match="no such model folder") as error:
         Encoder(EncoderConfig(name=str(tmp_path / "missing-model")))
@@ -323,17 +354,21 @@ def test_search_titles_neighbors_and_similarity(index, catalog):
     assert math.isnan(missing[0])
 
 
-@pytest.mark.parametrize("kind", ["Flat", "IVF", "HNSW"])
+@pytest.mark.parametrize("kind", ["Flat", "IVF", "IVFPQ", "HNSW"])
 def test_every_index_kind_finds_each_vector_itself(kind, tmp_path):
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((2000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    config = IndexConfig(kind=kind, nlist=16, nprobe=4, hnsw_m=16, ef_search=32, threads=1)
+    config = IndexConfig(kind=kind, nlist=16, nprobe=4, pq_m=16, hnsw_m=16, ef_search=32, threads=1)
     cache = tmp_path / "index.faiss"
     index = VectorIndex.build(vectors, config, cache, **QUIET)
     assert index.kind == kind and index.size == 2000
     scores, positions = index.search(vectors[:200], 5)
-    assert (positions[:, 0] == np.arange(200)).all() and np.allclose(scores[:, 0], 1.0, atol=1e-5)
+    if kind == "IVFPQ":  # compressed vectors: scores approximate, each vector still among its own top 5
+        assert (positions == np.arange(200)[:, None]).any(axis=1).mean() >= 0.95
+        assert np.abs(scores[:, 0] - 1.0).mean() < 0.1
+    else:
+        assert (positions[:, 0] == np.arange(200)).all() and np.allclose(scores[:, 0], 1.0, atol=1e-5)
     assert cache.exists() == (kind != "Flat")  # trained indexes are cached, Flat rebuilds in no time
     if kind != "Flat":
         reread = VectorIndex.build(vectors, config, cache, **QUIET)

@@ -50,7 +50,7 @@ class RerankerConfig:
     transfer_from: list[int] = field(
         default_factory=lambda: [1]
     )  # also learn from these tasks' validation sessions: [1] teaches task 2 with UK/DE/JP (ignored for task 1 itself)
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: all cores when training; when ranking, the cores shared out among recommend.workers
     deterministic: bool = False  # LightGBM's bit-reproducible training (same lists every run; slower, see README)
     seed: int = 0
     fusion_weights: dict = field(default_factory=_default_fusion)  # source -> weight (fusion)
@@ -165,13 +165,15 @@ class LightGBMRanker:
     def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
         return frame.select([pl.col(f).cast(pl.Float32) for f in self.features]).to_numpy()
 
-    def score(self, frame: pl.DataFrame) -> np.ndarray:
+    def score(self, frame: pl.DataFrame, threads: int | None = None) -> np.ndarray:
+        """Scores of the frame's rows, on `threads` threads (default: the config's)."""
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ConfigError(
                 f"the candidates lack feature '{missing[0]}' the reranker was trained with (were other sources used?)"
             )
-        return self.booster.predict(self._matrix(frame), num_threads=self.config.threads)
+        threads = self.config.threads if threads is None else threads
+        return self.booster.predict(self._matrix(frame), num_threads=threads)
 
     def save(self, path: Path) -> None:
         from llmrec import io

@@ -40,6 +40,9 @@ class EncoderConfig:
     # torch CPU threads while encoding; 0: torch's default. On a shared, busy machine 1 thread can beat all
     # cores by far (e5-small here: 105 titles/s on 1 thread, 28 on 2, with other jobs running)
     threads: int = 0
+    # torch, or onnx: the transformer in onnxruntime (the `onnx` extra), exported once into the llmrec cache
+    backend: str = "torch"
+    int8: bool = False  # onnx only: dynamically quantized int8 weights (eval/bench_embed.py: speed and recall)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_seq_length"):
@@ -47,6 +50,10 @@ class EncoderConfig:
                 raise ConfigError(f"encoder.{name} must be at least 1")
         if self.threads < 0:
             raise ConfigError("encoder.threads must not be negative")
+        if self.backend not in ("torch", "onnx"):
+            raise ConfigError(f"encoder.backend must be torch or onnx, not '{self.backend}'")
+        if self.int8 and self.backend != "onnx":
+            raise ConfigError("encoder.int8 needs encoder.backend=onnx")
 
 
 def product_texts(catalog: pl.DataFrame, fields: Sequence[str] = DEFAULT_TEXT_FIELDS) -> pl.Series:
@@ -85,6 +92,14 @@ class Encoder:
         self.config = config
         self.model = _load_sentence_transformer(config.name, config.device, models_cache)
         self.model.max_seq_length = min(config.max_seq_length, self.model.max_seq_length or config.max_seq_length)
+        self.onnx_file: Path | None = None
+        if config.backend == "onnx":
+            from llmrec.retrieve.onnx import exported_model, use_onnx
+
+            folder = cache_dir() / "onnx" / _model_digest(self.model)
+            self.onnx_file = exported_model(self.model, folder, config.int8)
+            self._torch_digest = folder.name
+            use_onnx(self.model, self.onnx_file, config.threads)
 
     @property
     def dimension(self) -> int:
@@ -93,24 +108,15 @@ class Encoder:
     @cached_property
     def fingerprint(self) -> str:
         """Hash of what decides an embedding: weights, tokenizer, modules, prompts, sequence
-        length. Computed from the loaded model, so a hub id, a copied folder and the prepared
-        folder of the same model agree (about 2 s for e5-small)."""
-        import torch
-
-        digest = hashlib.blake2b(digest_size=16)
-        for name, tensor in self.model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
-        tokenizer = self.model.tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        digest.update(
-            (backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)).encode()
-        )
-        modules = [
-            (type(m).__name__, m.get_config_dict() if hasattr(m, "get_config_dict") else None) for m in self.model
-        ]
-        settings = {"modules": modules, "prompts": self.model.prompts, "max_seq_length": self.model.max_seq_length}
-        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        length, and for onnx the exported file itself (int8 weights included). Computed from the
+        loaded model, so a hub id, a copied folder and the prepared folder of the same model
+        agree (about 2 s for e5-small)."""
+        if self.onnx_file is None:
+            return _model_digest(self.model)
+        digest = hashlib.blake2b(self._torch_digest.encode(), digest_size=16)
+        with self.onnx_file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(block)
         return digest.hexdigest()
 
     def encode(self, texts: Sequence[str], role: Role, description: str | None = None) -> np.ndarray:
@@ -136,6 +142,25 @@ class Encoder:
             distinct.to_frame().with_row_index("row"), on="text", how="left", maintain_order="left"
         )["row"]
         return vectors[positions.to_numpy()]
+
+
+def _model_digest(model) -> str:
+    """Hash of a sentence-transformers model's weights, tokenizer, modules, prompts and length."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())
+    tokenizer = model.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    digest.update(
+        (backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)).encode()
+    )
+    modules = [(type(m).__name__, m.get_config_dict() if hasattr(m, "get_config_dict") else None) for m in model]
+    settings = {"modules": modules, "prompts": model.prompts, "max_seq_length": model.max_seq_length}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """One faiss index per locale over unit vectors: inner product is then cosine similarity.
 
 `Flat` is exact and needs no build, but costs O(n) per query (about 40 queries/s over 1.4M
-vectors here, FACTS 5); `IVF` probes `nprobe` of `nlist` k-means cells; `HNSW` walks a graph.
+vectors here, FACTS 5); `IVF` probes `nprobe` of `nlist` k-means cells; `IVFPQ` does the same
+over vectors compressed to `pq_m` bytes (product quantization: 48 bytes instead of 1,536 for
+e5-small, for catalogs whose vectors do not fit memory); `HNSW` walks a graph.
 Trained indexes are cached next to the embeddings they index, so a rerun skips the build.
 Search-time settings (nprobe, efSearch) are passed per search, so a cached index serves any.
 """
@@ -30,16 +32,17 @@ class IndexConfig:
     # HNSW by default: on real e5 title embeddings it kept recall@10 at 0.999 (efSearch 100) where IVF needed a
     # quarter of its cells probed for 0.984; on 200k catalog-like vectors HNSW32 ef128 gave 1,844 queries/s
     # (10x Flat) at recall@10 1.000, IVF nprobe=32 2,462 at 0.994 (eval/bench_faiss.py, 1 thread)
-    kind: Literal["Flat", "IVF", "HNSW"] = "HNSW"
+    kind: Literal["Flat", "IVF", "IVFPQ", "HNSW"] = "HNSW"
     nlist: int = 0  # IVF cells; 0: about 4 * sqrt(n) per locale
     nprobe: int = 32  # IVF cells searched per query
+    pq_m: int = 48  # IVFPQ: bytes per vector (sub-quantizers of 8 bits); must divide the dimension
     hnsw_m: int = 32  # HNSW links per node
     ef_construction: int = 80
     ef_search: int = 128  # HNSW candidate list per query (at least k is used)
     threads: int = 0  # faiss OpenMP threads; 0: faiss's default (all cores)
 
     def __post_init__(self) -> None:
-        for name in ("nprobe", "hnsw_m", "ef_construction", "ef_search"):
+        for name in ("nprobe", "pq_m", "hnsw_m", "ef_construction", "ef_search"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"index.{name} must be at least 1")
         if self.nlist < 0 or self.threads < 0:
@@ -47,7 +50,12 @@ class IndexConfig:
 
     def build_settings(self) -> dict:
         """The settings that shape a built index (search-time ones excluded)."""
-        kept = {"IVF": ("kind", "nlist"), "HNSW": ("kind", "hnsw_m", "ef_construction"), "Flat": ("kind",)}[self.kind]
+        kept = {
+            "IVF": ("kind", "nlist"),
+            "IVFPQ": ("kind", "nlist", "pq_m"),
+            "HNSW": ("kind", "hnsw_m", "ef_construction"),
+            "Flat": ("kind",),
+        }[self.kind]
         return {k: v for k, v in asdict(self).items() if k in kept}
 
 
@@ -80,7 +88,9 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         n, dimension = vectors.shape
         kind = config.kind
-        if kind == "IVF" and n < MIN_POINTS_PER_LIST * ivf_lists(n, config):
+        if kind == "IVFPQ" and dimension % config.pq_m:
+            raise ConfigError(f"index.pq_m={config.pq_m} does not divide the vectors' dimension {dimension}")
+        if kind in ("IVF", "IVFPQ") and n < MIN_POINTS_PER_LIST * ivf_lists(n, config):
             log(
                 f"{name}: {n:,} vectors are too few to train {ivf_lists(n, config)} IVF cells: exact "
                 "(Flat) index instead"
@@ -99,8 +109,9 @@ class VectorIndex:
                 )
             return cls(index, kind, config)
         with faiss_threads(config.threads):
-            if kind == "IVF":
-                index = faiss.index_factory(dimension, f"IVF{ivf_lists(n, config)},Flat", faiss.METRIC_INNER_PRODUCT)
+            if kind in ("IVF", "IVFPQ"):
+                codes = f"PQ{config.pq_m}" if kind == "IVFPQ" else "Flat"
+                index = faiss.index_factory(dimension, f"IVF{ivf_lists(n, config)},{codes}", faiss.METRIC_INNER_PRODUCT)
                 index.train(vectors)
             else:
                 index = faiss.IndexHNSWFlat(dimension, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -116,7 +127,7 @@ class VectorIndex:
         index found fewer than k (k is capped at the index size)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.size))
-        if self.kind == "IVF":
+        if self.kind in ("IVF", "IVFPQ"):
             params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
         elif self.kind == "HNSW":
             params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))
