@@ -281,3 +281,25 @@ def test_history_items_stay_rankable_when_the_protocol_allows_them(tiny_data, tm
     assert history_in_lists(covisit, split) > split.sessions.height // 4
     default = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
     assert history_in_lists(run_baseline("covisit", default, BaselineConfig()), default) == 0
+
+
+def test_ranking_shares_the_cores_among_workers(tiny_data, tmp_path, monkeypatch):
+    """With reranker.threads=0 each worker's LightGBM scores on cores // workers threads (not on
+    every core at once); a set reranker.threads is used as it is."""
+    from llmrec.rank import pipeline
+    from llmrec.rank.reranker import LightGBMRanker
+
+    used, score = [], LightGBMRanker.score
+    monkeypatch.setattr(
+        LightGBMRanker, "score", lambda self, frame, threads=None: used.append(threads) or score(self, frame, threads)
+    )
+    monkeypatch.setattr(pipeline.os, "sched_getaffinity", lambda _: set(range(6)))
+    shared, _ = rank(
+        config(tiny_data, "split.name=test", "workers=2", "reranker.threads=0"), tmp_path / "shared.parquet"
+    )
+    assert used and set(used) == {3}
+    used.clear()
+    single, _ = rank(
+        config(tiny_data, "split.name=test", "workers=2", "reranker.threads=1"), tmp_path / "single.parquet"
+    )
+    assert set(used) == {1} and shared.equals(single)

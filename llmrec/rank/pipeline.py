@@ -456,7 +456,7 @@ def _chunks(
 def _scoring_threads(config: RecommendConfig) -> int:
     """LightGBM threads per chunk when ranking: `reranker.threads` when set, else the cores
     shared out among the chunks computed at once (each worker predicting on every core
-    oversubscribes them: 926 against 1,007 sessions/s at full size on 2 cores, see README)."""
+    oversubscribes them: 926 against 1,099 sessions/s at full size on 2 cores, see README)."""
     if config.reranker.threads:
         return config.reranker.threads
     return max(1, len(os.sched_getaffinity(0)) // max(1, config.workers))

@@ -42,10 +42,8 @@ def exported_model(model, folder: Path, int8: bool) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     settings = {**INT8, "onnxruntime": _onnxruntime().__version__}  # the quantizer's output may change with it
-    quantized = (
-        folder
-        / f"model-int8-{hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=4).hexdigest()}.onnx"
-    )
+    name = hashlib.blake2b(json.dumps(settings, sort_keys=True).encode(), digest_size=4).hexdigest()
+    quantized = folder / f"model-int8-{name}.onnx"
     if not quantized.exists():
         options = {**INT8, "weight_type": getattr(QuantType, INT8["weight_type"])}
         _atomically(quantized, lambda path: quantize_dynamic(fp32, path, **options))
