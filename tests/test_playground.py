@@ -209,6 +209,21 @@ def test_constrained_decoding_names_catalogue_products_only(playground, catalog,
     assert nearest["title"].to_list() == titles
 
 
+def test_constrained_requests_build_the_catalogue_trie_once(playground, monkeypatch):
+    from llmrec.generate import constrained
+
+    built, build = [], constrained.CatalogTitles.build
+    monkeypatch.setattr(constrained.CatalogTitles, "build", lambda *a: built.append(a) or build(*a))
+    request = dataclasses.replace(playground.default_request("FR"), decoding="constrained", num_candidates=3)
+    first = playground.answer(request)
+    again = playground.answer(dataclasses.replace(request, session=request.session + 1))
+    assert playground.answer(request).candidates.equals(first.candidates) and again.candidates.height == 3
+    assert len(built) <= 1  # none when an earlier test left FR's trie built
+    before = len(built)
+    playground.answer(dataclasses.replace(playground.default_request("IT"), decoding="constrained"))
+    assert len(built) == before + 1  # another locale: its own trie
+
+
 def test_typed_titles_and_ids(playground, catalog):
     product = catalog.filter(pl.col("locale") == "IT").row(0, named=True)
     typed = f"{product['id']}\n\n  Tazza da caffè in ceramica blu  \n"

@@ -129,6 +129,30 @@ def constrained_beam_search(
     return [[(trie.title_at[node], score) for _, node, score in finished] for finished in done]
 
 
+@dataclass(frozen=True)
+class CatalogTitles:
+    """Per locale the trie of its catalogue's distinct titles under one tokenizer: built once per
+    catalogue, shared by every split or request that decodes over it."""
+
+    titled: pl.DataFrame  # locale, id, title: the products with a non-empty title
+    tries: dict[str, TitleTrie]
+    titles: dict[str, list[str]]  # locale -> its distinct titles, sorted: a trie's title indices
+    eos_token_id: int
+
+    @classmethod
+    def build(cls, catalog: pl.DataFrame, tokenizer) -> CatalogTitles:
+        """`catalog`: id, locale, title."""
+        titled = catalog.select(pl.col("locale").cast(pl.String), "id", pl.col("title").str.strip_chars())
+        titled = titled.filter(pl.col("title").str.len_chars() > 0)
+        tries, titles = {}, {}
+        for (locale,), rows in titled.group_by("locale"):
+            distinct = rows["title"].unique().sort().to_list()
+            ids = tokenizer([" " + t for t in distinct], add_special_tokens=False)["input_ids"]
+            tries[locale] = TitleTrie([s + [tokenizer.eos_token_id] for s in ids], tokenizer.eos_token_id)
+            titles[locale] = distinct
+        return cls(titled, tries, titles, tokenizer.eos_token_id)
+
+
 @dataclass
 class CatalogConstraint:
     """Per locale the trie of its catalogue's distinct titles; per session the titles of its own
@@ -142,14 +166,12 @@ class CatalogConstraint:
     @classmethod
     def for_split(cls, sessions: pl.DataFrame, catalog: pl.DataFrame, tokenizer, exclude_history: bool):
         """`sessions`: session_id, locale, prev_items; `catalog`: id, locale, title."""
-        titled = catalog.select(pl.col("locale").cast(pl.String), "id", pl.col("title").str.strip_chars())
-        titled = titled.filter(pl.col("title").str.len_chars() > 0)
-        tries, titles = {}, {}
-        for (locale,), rows in titled.group_by("locale"):
-            distinct = rows["title"].unique().sort().to_list()
-            ids = tokenizer([" " + t for t in distinct], add_special_tokens=False)["input_ids"]
-            tries[locale] = TitleTrie([s + [tokenizer.eos_token_id] for s in ids], tokenizer.eos_token_id)
-            titles[locale] = distinct
+        return cls.for_sessions(sessions, CatalogTitles.build(catalog, tokenizer), exclude_history)
+
+    @classmethod
+    def for_sessions(cls, sessions: pl.DataFrame, catalogue: CatalogTitles, exclude_history: bool):
+        """The constraint for `sessions` over an already built catalogue."""
+        titles = catalogue.titles
         banned: dict[int, list[int]] = {}
         if exclude_history:
             index = pl.DataFrame(
@@ -160,14 +182,14 @@ class CatalogConstraint:
             own = (
                 sessions.select(pl.col("session_id").cast(pl.Int64), pl.col("locale").cast(pl.String), "prev_items")
                 .explode("prev_items")
-                .join(titled, left_on=["prev_items", "locale"], right_on=["id", "locale"])
+                .join(catalogue.titled, left_on=["prev_items", "locale"], right_on=["id", "locale"])
                 .join(index, on=["locale", "title"])
                 .group_by("session_id")
                 .agg(pl.col("title_index").unique().sort())
             )
             banned = dict(zip(own["session_id"].to_list(), own["title_index"].to_list()))
-        content = repr((sorted(titles.items()), sorted(banned.items()), tokenizer.eos_token_id)).encode()
-        return cls(tries, titles, banned, hashlib.sha256(content).hexdigest())
+        content = repr((sorted(titles.items()), sorted(banned.items()), catalogue.eos_token_id)).encode()
+        return cls(catalogue.tries, titles, banned, hashlib.sha256(content).hexdigest())
 
     def generate(self, generator, chunk: pl.DataFrame, num_beams: int, num_candidates: int) -> list[list[Candidate]]:
         """The `num_candidates` best catalogue titles of each row (session_id, locale, prompt) of

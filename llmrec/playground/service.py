@@ -160,6 +160,7 @@ class Playground:
         self._folders: dict[str, _DataFolder] = {}
         self._tokenizers: dict[str, Any] = {}
         self._generator: tuple[tuple, Generator] | None = None
+        self._titles: tuple[tuple, Any] | None = None  # the last constrained request's catalogue trie, by key
         self._lock = threading.RLock()  # the UI may call from several threads; models and caches are not shared safely
 
     def check_request(self, request: Request) -> None:
@@ -344,13 +345,16 @@ class Playground:
 
     def _constrained(self, request: Request, prompt: str, generator: Generator, decoding: GenerateConfig) -> list:
         """Beams over the titles of the locale's catalogue, the session's own products banned."""
-        from llmrec.generate.constrained import CatalogConstraint
+        from llmrec.generate.constrained import CatalogConstraint, CatalogTitles
 
         sessions = self._session(request, request.locale)[0].select(
             pl.lit(0).alias("session_id"), pl.lit(request.locale).alias("locale"), "prev_items"
         )
-        catalog = self._folder(request.data).dataset.products().filter(pl.col("locale") == request.locale)
-        rules = CatalogConstraint.for_split(sessions, catalog, generator.tokenizer, decoding.exclude_history)
+        key = (request.data, request.locale, self._generator[0])  # the catalogue's trie under this model's tokenizer
+        if self._titles is None or self._titles[0] != key:
+            catalog = self._folder(request.data).dataset.products().filter(pl.col("locale") == request.locale)
+            self._titles = (key, CatalogTitles.build(catalog, generator.tokenizer))
+        rules = CatalogConstraint.for_sessions(sessions, self._titles[1], decoding.exclude_history)
         row = pl.DataFrame({"session_id": [0], "locale": [request.locale], "prompt": [prompt]})
         return rules.generate(generator, row, decoding.num_beams, decoding.num_candidates)[0]
 
