@@ -25,6 +25,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import polars as pl
+from bench_faiss import recall, truncated  # eval/ is on the path when run as a script
 
 from llmrec.data.dataset import AmazonM2
 from llmrec.retrieve.embed import DEFAULT_TEXT_FIELDS, Encoder, EncoderConfig, embed_catalog, product_texts
@@ -44,21 +45,10 @@ INDEXES = {
 }
 
 
-def truncated(titles: pl.Series) -> list[str]:
-    """Titles without their last third of words: near, not equal, to a catalog text."""
-    keep = pl.max_horizontal(pl.len() * 2 // 3, 1)
-    return titles.str.split(" ").list.eval(pl.element().head(keep)).list.join(" ").to_list()
-
-
 def top(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     return index.search(queries, k)[1]
-
-
-def overlap(found: np.ndarray, truth: np.ndarray, k: int) -> float:
-    """Mean share of the exact top-k that `found`'s top-k holds."""
-    return float(np.mean([len(np.intersect1d(a[:k], b[:k])) for a, b in zip(found, truth)])) / k
 
 
 def bench_backends(products: pl.DataFrame, args) -> None:
@@ -91,7 +81,7 @@ def bench_backends(products: pl.DataFrame, args) -> None:
         print(
             f"{name:<10} {speed:>9.1f} {speed / results['torch'][2]:>7.2f}x {products.height / speed / 3600:>10.1f} "
             f"{loaded:>7.1f} {np.mean(found[:, 0] == sources):>6.3f} {(found == sources[:, None]).any(1).mean():>7.3f} "
-            f"{overlap(found, truth, 10):>12.3f} {cosines.min():>8.4f} {cosines.mean():>9.4f}"
+            f"{recall(found, truth, 10):>12.3f} {cosines.min():>8.4f} {cosines.mean():>9.4f}"
         )
     print(
         "hit@k: the query's own product among the k nearest; same top 10: share of torch fp32's 10 nearest found; "
@@ -136,7 +126,7 @@ def bench_indexes(products: pl.DataFrame, args) -> None:
         size = faiss.serialize_index(index.index).nbytes / 2**20
         print(
             f"{name:<20} {build:>8.1f} {size:>7.0f} {speed:>10.1f} {speed / flat_speed:>6.1f}x "
-            f"{overlap(found, truth, 10):>10.3f} {overlap(found, truth, 100):>11.3f}"
+            f"{recall(found, truth, 10):>10.3f} {recall(found, truth, 100):>11.3f}"
         )
 
 

@@ -64,9 +64,17 @@ def dataset_catalog(data: Path, queries: int, seed: int, threads: int) -> tuple[
     products = products.filter(pl.col("locale").cast(pl.String) == locale)
     encoder = Encoder(EncoderConfig(threads=threads))
     vectors = embed_catalog(products, encoder, ["title"])[locale].vectors
-    titles = products["title"].drop_nulls().sample(min(queries, products.height), seed=seed)
-    cut = titles.str.split(" ").list.eval(pl.element().head(pl.max_horizontal(pl.len() * 2 // 3, 1))).list.join(" ")
-    return vectors, encoder.encode(cut.to_list(), "query", f"embedding {len(cut)} {locale} queries")
+    cut = truncated(products["title"].drop_nulls().sample(min(queries, products.height), seed=seed))
+    return vectors, encoder.encode(cut, "query", f"embedding {len(cut)} {locale} queries")
+
+
+def truncated(titles) -> list[str]:
+    """Titles without their last third of words: near, not equal, to a catalog text (like a
+    generated title to the real one)."""
+    import polars as pl
+
+    keep = pl.max_horizontal(pl.len() * 2 // 3, 1)
+    return titles.str.split(" ").list.eval(pl.element().head(keep)).list.join(" ").to_list()
 
 
 def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:

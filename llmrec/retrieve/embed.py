@@ -98,7 +98,6 @@ class Encoder:
 
             folder = cache_dir() / "onnx" / _model_digest(self.model)
             self.onnx_file = exported_model(self.model, folder, config.int8)
-            self._torch_digest = folder.name
             use_onnx(self.model, self.onnx_file, config.threads)
 
     @property
@@ -113,7 +112,7 @@ class Encoder:
         agree (about 2 s for e5-small)."""
         if self.onnx_file is None:
             return _model_digest(self.model)
-        digest = hashlib.blake2b(self._torch_digest.encode(), digest_size=16)
+        digest = hashlib.blake2b(self.onnx_file.parent.name.encode(), digest_size=16)  # the torch model's digest
         with self.onnx_file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 24), b""):
                 digest.update(block)
