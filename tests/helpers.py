@@ -153,12 +153,7 @@ class GroundTruthText:
             {"session_id": s, "id": item, "ground_score": 1.0, "similarity": 0.99, "retrieval_rank": 0, "hits": 1}
             for s, item in self.truth.items()
         ]
-        schema = {"session_id": pl.Int64, "id": pl.String, "ground_score": pl.Float64, "similarity": pl.Float64}
-        schema |= {"retrieval_rank": pl.Int64, "hits": pl.Int64}
-        frame = pl.DataFrame(rows, schema=schema).join(
-            titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id"
-        )
-        return frame.select("session_id", "locale", "id", "ground_score", "similarity", "retrieval_rank", "hits")
+        return grounded_frame(rows, titles)
 
     def neighbors(self, frame, k):
         products = (
@@ -170,6 +165,17 @@ class GroundTruthText:
 
     def similarity_by_code(self, index):
         return lambda a, b: (a == b).astype(np.float32)
+
+
+def grounded_frame(rows: list[dict], titles: pl.DataFrame) -> pl.DataFrame:
+    """What `TextSignals.ground` returns, from rows (session_id, id, ground_score, similarity,
+    retrieval_rank, hits and optionally title_score) of the sessions of `titles`."""
+    schema = {"session_id": pl.Int64, "id": pl.String, "ground_score": pl.Float64, "similarity": pl.Float64}
+    schema |= {"retrieval_rank": pl.Int64, "hits": pl.Int64, "title_score": pl.Float64}
+    frame = pl.DataFrame(rows, schema=schema).join(
+        titles.select(pl.col("session_id").cast(pl.Int64), "locale"), on="session_id"
+    )
+    return frame.select("session_id", "locale", *[c for c in schema if c != "session_id"])
 
 
 def titles_for(split) -> pl.DataFrame:

@@ -13,7 +13,7 @@ from llmrec.cli.main import main
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
 from llmrec.evaluate import evaluate
-from tests.helpers import FAST, GroundTruthText, config, rank, titles_for
+from tests.helpers import FAST, GroundTruthText, config, grounded_frame, rank, titles_for
 
 
 def test_grounded_titles_flow_into_candidates_and_features(tiny_data, tmp_path):
@@ -25,6 +25,47 @@ def test_grounded_titles_flow_into_candidates_and_features(tiny_data, tmp_path):
     assert report.candidate_recall["all_but_grounded"] < 0.9
     assert {"g_similarity", "text_similarity_last", "s_content"} <= set(report.reranker[0]["importance"])
     assert evaluate(1, lists, split.targets, split.sessions["locale"])["overall"]["mrr@100"] > 0.9
+
+
+class ScoredTitles(GroundTruthText):
+    """Grounding that proposes each session's true next item and two decoys (`decoys`: the
+    products ranked highest for it without titles), alike in similarity, rank and hits; only the
+    generator's score of each product's own title (a scored list's, a constrained beam's) tells
+    them apart: the true item's is the best when `truthful`, all three are equal otherwise."""
+
+    def __init__(self, truth: dict[int, str], decoys: dict[int, list[str]], catalog: pl.DataFrame, truthful: bool):
+        super().__init__(truth, catalog)
+        self.decoys, self.truthful = decoys, truthful
+
+    def ground(self, titles, sessions, popularity):
+        rows = []
+        for session in titles["session_id"].cast(pl.Int64).to_list():
+            for place, product in enumerate([self.truth[session], *self.decoys[session]]):
+                row = dict(session_id=session, id=product, ground_score=1.0, similarity=0.9, retrieval_rank=1, hits=1)
+                rows.append(row | {"title_score": -1.0 - place if self.truthful else -2.0})
+        return grounded_frame(rows, titles)
+
+
+def test_the_generators_score_of_a_products_own_title_is_a_feature(tiny_data, tmp_path):
+    """`g_title_score` (and its gap to the session's best): when it is the only signal that tells
+    the true item from two decoys the other sources rank high, the reranker learns it and ranks
+    the true item first; with equal scores it cannot."""
+    split = load_task_split(AmazonM2(tiny_data), 1, SplitConfig())
+    sessions = split.sessions["session_id"].cast(pl.Int64).to_list()
+    truth = dict(zip(sessions, split.targets.to_list()))
+    ids_only, _ = rank(config(tiny_data, "task=1"), tmp_path / "ids.parquet")
+    ranked = ids_only["next_item_prediction"].to_list()
+    decoys = {s: [i for i in items if i != truth[s]][:2] for s, items in zip(sessions, ranked)}
+    results = {}
+    for truthful in (True, False):
+        text = ScoredTitles(truth, decoys, split.catalog, truthful)
+        out = tmp_path / f"{truthful}.parquet"
+        lists, report = rank(config(tiny_data, "task=1"), out, titles_for(split), text=text)
+        results[truthful] = evaluate(1, lists, split.targets, split.sessions["locale"])["overall"]["mrr@100"], report
+    (taught, report), (untaught, _) = results[True], results[False]
+    importance = report.reranker[0]["importance"]
+    assert importance.get("g_title_score", 0) + importance.get("g_title_gap", 0) > 0
+    assert taught > 0.9 and taught > untaught + 0.2
 
 
 def test_titles_of_other_sessions_or_locales_are_rejected(tiny_data, tmp_path):

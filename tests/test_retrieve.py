@@ -302,6 +302,15 @@ def test_candidates_merge_per_product(index, catalog):
     assert merged["hits"].max() == 2 and merged["hits"].min() == 1
     scores = grounded.filter(pl.col("session_id") == 1)["ground_score"]
     assert (scores.diff().drop_nulls() <= 0).all()  # best first
+    # a product whose own title is a candidate carries that candidate's score; the others none
+    own = merged.join(catalog.filter(pl.col("locale") == "JP").select("id", "title"), on="id")
+    given = {first: -1.0, second: -2.5}
+    assert own["title_score"].to_list() == [given.get(title) for title in own["title"].str.strip_chars()]
+    assert own["title_score"].null_count() < own.height
+    assert (
+        grounded.filter(pl.col("session_id") == 4)["title_score"].null_count()
+        == grounded.filter(pl.col("session_id") == 4).height
+    )
 
 
 def test_candidate_weights_are_a_softmax_of_the_scores():

@@ -24,6 +24,12 @@ def generate(
     phase: int = typer.Option(1, "--phase", min=1, max=2, help="Competition phase of the test files."),
     out_file: Path = typer.Option(..., "--out", help="Parquet: session_id, locale, next_item_title, candidates."),
     config: str = typer.Option("task3", "--config", help="A config file, or the name of a shipped one."),
+    lists: Optional[Path] = typer.Option(
+        None,
+        "--lists",
+        help="With generate.decoding=score: ranked lists of the split's sessions (a submission, rows in session "
+        "order) whose top generate.num_candidates products' titles the model scores.",
+    ),
     limit: int = typer.Option(0, "--limit", help="Only the first N sessions of the split (sets split.limit; 0: all)."),
     shard: Optional[str] = typer.Option(
         None,
@@ -70,6 +76,7 @@ def generate(
                     ("--model", model),
                     ("--adapter", adapter),
                     ("--data", data),
+                    ("--lists", lists),
                 )
                 if value is not None
                 for x in (option, str(value))
@@ -83,7 +90,7 @@ def generate(
     from llmrec.config import load_config
     from llmrec.data.dataset import AmazonM2
     from llmrec.data.split import load_task_split
-    from llmrec.evaluate import score_split
+    from llmrec.evaluate import read_predictions, score_split
     from llmrec.generate import titles_for_tasks
     from llmrec.runs import departures, overrides_of, trained_settings
     from llmrec.shards import Shard
@@ -111,9 +118,10 @@ def generate(
     dataset = AmazonM2(Path(run.data))
     adapter_folder = str(adapter) if adapter else None
     part = Shard.parse(shard) if shard else None
+    ranked = read_predictions(lists, 1) if lists is not None else None
     with libraries_log(libraries_log_for(part.path(out_file) if part else out_file)):
         results = titles_for_tasks(
-            dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log, part
+            dataset, {task: out_file}, run.split, run.prompt, run.model, adapter_folder, run.generate, log, part, ranked
         )
     titles, throughput = results[task]
     written = part.path(out_file) if part else out_file

@@ -20,8 +20,10 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 @dataclass
 class GenerateConfig:
     backend: Literal["vllm", "hf"] = "vllm"
-    decoding: Literal["greedy", "beam", "sample", "constrained"] = "greedy"  # constrained: beams over catalogue titles
-    num_candidates: int = 1  # titles returned per prompt, best first; beam, constrained: at most num_beams
+    # constrained: beams over catalogue titles; score: the titles of a given list's top products, scored (--lists)
+    decoding: Literal["greedy", "beam", "sample", "constrained", "score"] = "greedy"
+    num_candidates: int = 1  # titles returned per prompt, best first; beam, constrained: at most num_beams; score:
+    # the list's top products scored
     num_beams: int = 4
     temperature: float = 0.8  # sample only
     top_p: float = 0.95  # sample only
@@ -83,13 +85,23 @@ class Generator(Protocol):
         """`constrained_beam_search` over `trie` for every prompt, with this backend's step."""
         ...
 
+    def title_logprobs(self, prompt_ids: list[list[int]], title_ids: list[list[list[int]]]) -> list[list[float]]:
+        """The total log-probability of each given title (token ids, ending token included) of
+        each prompt, in input order, under the model's full vocabulary."""
+        ...
+
 
 def check_free_decoding(config: GenerateConfig) -> None:
-    """`generate(prompts)` writes free text; constrained decoding needs the catalogue."""
+    """`generate(prompts)` writes free text; constrained decoding needs the catalogue, scoring a list."""
     if config.decoding == "constrained":
         raise ConfigError(
             "generate.decoding=constrained searches the catalogue's titles: run it through generate_titles "
             "with a CatalogConstraint (llmrec generate does)"
+        )
+    if config.decoding == "score":
+        raise ConfigError(
+            "generate.decoding=score scores the titles of ranked lists: run it through generate_titles with "
+            "ListTitles (llmrec generate --lists does)"
         )
 
 

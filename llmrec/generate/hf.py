@@ -19,6 +19,9 @@ from llmrec.generate.base import (
     title_tokens,
 )
 
+TITLE_ROWS = 64  # titles scored in one pass (each holds a copy of its prompt's key/value cache)
+HEAD_CHUNK = 256  # title positions per LM-head call
+
 
 class HFGenerator:
     def __init__(self, config: GenerateConfig, model: str, adapter: str | None = None):
@@ -128,6 +131,73 @@ class HFGenerator:
             step = TreeCacheStep(self.model, trie, prompt_ids[start : start + size], self.pad_id)
             beams += constrained_beam_search(step, len(step.slot), trie, num_beams, banned[start : start + size])
         return beams
+
+    @torch.no_grad()
+    def title_logprobs(self, prompt_ids: list[list[int]], title_ids: list[list[list[int]]]) -> list[list[float]]:
+        """Each prompt runs once; its key/value cache is repeated for its titles, which run
+        together (at most TITLE_ROWS titles per pass); the LM head is applied only where a title
+        token is predicted, in chunks (a 262k vocabulary's logits at every position would not fit)."""
+        results: list[list[float]] = [[] for _ in prompt_ids]
+        start = 0
+        while start < len(prompt_ids):
+            end, rows = start, 0
+            while end < len(prompt_ids) and (end == start or rows + len(title_ids[end]) <= TITLE_ROWS):
+                rows, end = rows + len(title_ids[end]), end + 1
+            batch = [i for i in range(start, end) if title_ids[i]]
+            if batch:
+                scores = self._title_batch([prompt_ids[i] for i in batch], [title_ids[i] for i in batch])
+                for i, found in zip(batch, scores):
+                    results[i] = found
+            start = end
+        return results
+
+    def _title_batch(self, prompts: list[list[int]], titles: list[list[list[int]]]) -> list[list[float]]:
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        prompt_ids, prompt_mask = left_padded(prompts, self.pad_id)
+        positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        out = decoder(
+            input_ids=prompt_ids.to(self.device),
+            attention_mask=prompt_mask.to(self.device),
+            position_ids=positions.to(self.device),
+            use_cache=True,
+        )
+        owner = torch.tensor([row for row, group in enumerate(titles) for _ in group])
+        flat = [ids for group in titles for ids in group]
+        cache = out.past_key_values
+        cache.reorder_cache(owner.to(self.device))  # one copy of its prompt's cache per title
+        length = max(map(len, flat))
+        title_ids = torch.full((len(flat), length), self.pad_id, dtype=torch.long)
+        title_mask = torch.zeros((len(flat), length), dtype=torch.long)
+        for row, ids in enumerate(flat):
+            title_ids[row, : len(ids)] = torch.tensor(ids)
+            title_mask[row, : len(ids)] = 1
+        starts = torch.tensor([len(p) for p in prompts])[owner]
+        hidden = decoder(
+            input_ids=title_ids.to(self.device),
+            attention_mask=torch.cat([prompt_mask[owner], title_mask], dim=1).to(self.device),
+            position_ids=(starts[:, None] + torch.arange(length)[None, :]).to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+        # the prompt's last position predicts a title's first token, title position t its token t + 1
+        predictors = torch.cat([out.last_hidden_state[owner.to(self.device), -1][:, None], hidden[:, :-1]], dim=1)
+        rows, columns = title_mask.nonzero(as_tuple=True)
+        logprobs = torch.empty(len(rows))
+        cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+        for chunk in range(0, len(rows), HEAD_CHUNK):
+            r, c = rows[chunk : chunk + HEAD_CHUNK], columns[chunk : chunk + HEAD_CHUNK]
+            logits = head(predictors[r.to(self.device), c.to(self.device)]).float()
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            targets = title_ids[r, c].to(self.device)
+            picked = logits.gather(1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            logprobs[chunk : chunk + HEAD_CHUNK] = picked.cpu()
+        totals = torch.zeros(len(flat), dtype=torch.float64).index_add_(0, rows, logprobs.double()).tolist()
+        scores, position = [], 0
+        for group in titles:
+            scores.append(totals[position : position + len(group)])
+            position += len(group)
+        return scores
 
 
 class TokenLogprobs(LogitsProcessor):

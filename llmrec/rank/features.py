@@ -85,7 +85,7 @@ def add_features(
     grounded: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """`candidates` (query, item, s_*, r_*) with every feature column added, same row order;
-    `grounded` (query, item, similarity, retrieval_rank, hits): the queries' grounded products."""
+    `grounded` (query, item, similarity, retrieval_rank, hits, title_score): the queries' grounded products."""
     source_ranks = [c for c in candidates.columns if c.startswith("r_")]
     frame = candidates.with_columns(
         pl.sum_horizontal([(pl.col(c) < MISSING_RANK).cast(pl.Int8) for c in source_ranks]).alias("n_sources")
@@ -101,6 +101,10 @@ def add_features(
             pl.col("similarity").alias("g_similarity"),
             pl.col("retrieval_rank").alias("g_rank"),
             pl.col("hits").alias("g_hits"),
+            # the generator's score of the product's own title (constrained beams, scored lists), and how far
+            # below the session's best scored title it is
+            pl.col("title_score").alias("g_title_score"),
+            (pl.col("title_score") - pl.col("title_score").max().over("query")).alias("g_title_gap"),
         )
         frame = frame.join(grounded, on=["query", "item"], how="left")
     if context.text_similarity is not None:

@@ -96,7 +96,7 @@ class SplitState:
         return frame
 
     def grounded(self, chunk: pl.DataFrame) -> pl.DataFrame:
-        """(query, item, ground_score, similarity, retrieval_rank, hits): products grounded from
+        """(query, item, ground_score, similarity, retrieval_rank, hits, title_score): products grounded from
         the titles of the chunk's sessions, leaving out the items a list may not hold (the
         session's own, unless history stays rankable). Grounded per chunk, a session's products
         do not depend on which other sessions a process ranks."""

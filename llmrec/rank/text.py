@@ -55,7 +55,7 @@ class TextSignals:
 
     def ground(self, titles: pl.DataFrame, sessions: pl.DataFrame, popularity: pl.DataFrame) -> pl.DataFrame:
         """Products of each session's locale nearest to its generated titles (session items
-        excluded): session_id, locale, id, ground_score, similarity, retrieval_rank, hits."""
+        excluded): session_id, locale, id, ground_score, similarity, retrieval_rank, hits, title_score."""
         return ground_titles(self.catalog_index, titles, sessions, popularity, self.ground_config, log=self.log)
 
     def neighbors(self, items: pl.DataFrame, k: int) -> pl.DataFrame:

@@ -61,6 +61,7 @@ GROUNDED_SCHEMA = {
     "similarity": pl.Float32,
     "retrieval_rank": pl.UInt16,
     "hits": pl.UInt16,
+    "title_score": pl.Float32,
 }
 
 
@@ -75,8 +76,9 @@ def ground_titles(
     """Products grounded from each session's generated titles, one row per (session, product):
     `session_id`, `locale`, `id`, `ground_score` (probability-weighted, popularity-adjusted
     similarity), `similarity` (best cosine), `retrieval_rank` (best rank among the candidates,
-    1 = nearest), `hits` (candidates that retrieved it). Sessions in `titles` order, products
-    best first.
+    1 = nearest), `hits` (candidates that retrieved it), `title_score` (the generator's score of
+    a candidate that is this product's own title: a constrained beam's, a scored list's; null
+    when none is). Sessions in `titles` order, products best first.
 
     `titles`: `session_id`, `locale`, `candidates` (list of {title, score}; a frame with only
     `next_item_title` counts as one candidate per session). `sessions`: `session_id`,
@@ -120,8 +122,8 @@ def ground_titles(
 
 def candidate_titles(titles: pl.DataFrame, temperature: float = 1.0) -> pl.DataFrame:
     """One row per non-empty candidate title: `order` (session's row in `titles`), `session_id`,
-    `locale`, `candidate` (position in its list), `title`, `weight` (softmax of the scores over
-    the session's candidates; a missing score counts as the session's lowest)."""
+    `locale`, `candidate` (position in its list), `title`, `score` (as given), `weight` (softmax
+    of the scores over the session's candidates; a missing score counts as the session's lowest)."""
     if "candidates" not in titles.columns and "next_item_title" in titles.columns:
         one = pl.struct(pl.col("next_item_title").alias("title"), pl.lit(0.0).alias("score"))
         titles = titles.with_columns(pl.concat_list(one).alias("candidates"))
@@ -149,7 +151,13 @@ def candidate_titles(titles: pl.DataFrame, temperature: float = 1.0) -> pl.DataF
     score = pl.col("score").fill_null(pl.col("score").min().over("order")).fill_null(0.0)
     exponent = ((score - score.max().over("order")) / temperature).exp()
     return frame.select(
-        "order", "session_id", "locale", "candidate", "title", (exponent / exponent.sum().over("order")).alias("weight")
+        "order",
+        "session_id",
+        "locale",
+        "candidate",
+        "title",
+        "score",
+        (exponent / exponent.sum().over("order")).alias("weight"),
     )
 
 
@@ -184,6 +192,14 @@ def _ground_chunk(
     catalog: CatalogIndex, chunk: pl.DataFrame, items: pl.DataFrame, boost: np.ndarray, config: GroundConfig
 ) -> pl.DataFrame:
     texts = chunk.select("locale", "title").unique(maintain_order=True).with_row_index("text")
+    own_titles = catalog.products.select(
+        pl.col("locale").cast(pl.String), pl.col("title").str.strip_chars(), "row"
+    ).drop_nulls("title")
+    title_scores = (
+        chunk.join(own_titles, on=["locale", "title"])
+        .group_by("order", "row")
+        .agg(pl.col("score").max().cast(pl.Float32).alias("title_score"))
+    )
     chunk = chunk.join(texts, on=["locale", "title"]).select(
         "order", "session_id", "locale", "candidate", "weight", "text"
     )
@@ -225,6 +241,7 @@ def _ground_chunk(
             pl.col("retrieval_rank").min(),
             pl.len().cast(pl.UInt16).alias("hits"),
         )
+        .join(title_scores, on=["order", "row"], how="left")
     )
     merged = merged.sort(
         ["order", "ground_score", "similarity", "retrieval_rank", "row"], descending=[False, True, True, False, False]
