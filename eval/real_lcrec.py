@@ -8,7 +8,8 @@ Every step is an `llmrec` verb on the imported folder, run as a user would (its 
 resolved configs land under --out, and a rerun reuses what is there):
 
 - import: `llmrec data import lcrec`;
-- ID-only rows: `llmrec baseline popularity|covisit|sknn|sasrec --split test`;
+- ID-only rows: `llmrec baseline popularity|covisit|sknn|sasrec --split test`, SASRec with the
+  settings of SASREC_CHOICES that rank the validation users best (`--split valid`);
 - the last title grounded: e5 neighbours of the last item (`recommend`, fusion of the content
   source alone), what an LLM that only copies the last title reaches after grounding;
 - hybrid (ids + text): `llmrec recommend --split test`, LightGBM over co-visitation, SKNN,
@@ -20,9 +21,11 @@ resolved configs land under --out, and a rerun reuses what is there):
   co-visitation's top item's (overall and by history length), "LLM grounded" (the generated
   titles grounded by e5 + faiss, BIGRec-style), "LLM constrained" (beam search over the
   catalogue's titles, `generate.decoding=constrained`, each beam's product first, then their e5
-  neighbours) and the hybrid with the LLM's grounded titles as
-  a source and features, learned from titles generated for its own training (validation)
-  sessions.
+  neighbours), the hybrid with the LLM's grounded titles as a source and features, learned from
+  titles generated for its own training (validation) sessions, and the hybrid with the LLM as a
+  reranker: the LLM's log-likelihood of the titles of the top --rescore-top products of the
+  ranking without it (`generate --lists ... generate.decoding=score`) as features, for the
+  validation users (their cross-fitted lists) and the test users alike.
 
 Each row prints its training budget: steps and CPU minutes of the verbs behind it.
 
@@ -46,10 +49,16 @@ from pathlib import Path
 import polars as pl
 
 CUTOFFS = ("hr@5", "hr@10", "ndcg@5", "ndcg@10")
-SASREC = ["dropout=0.5", "epochs=30"]  # picked on the validation users (HR@10), see the README
+# SASRec settings tried on the validation users (`baseline sasrec --split valid`, trained on the
+# training windows only); the best NDCG@10 there is used on the test users.
+SASREC_CHOICES = {
+    "defaults (dropout 0.2, 20 epochs)": [],
+    "dropout 0.5, 20 epochs": ["dropout=0.5"],
+    "dropout 0.5, 30 epochs": ["dropout=0.5", "epochs=30"],
+}
 # Inside a hybrid SASRec is fitted twice (for the validation users it learns from, then for the
 # test users) and is one source among several: a shorter training keeps the run within budget.
-HYBRID_SASREC = ["dropout=0.5", "epochs=12"]
+HYBRID_SASREC_EPOCHS = 12
 # LightGBM settings tried on the validation users (cross-fitted, `recommend --split valid`); the
 # best NDCG@10 there is used on the test users. With M2's default, which trains on the true item
 # and 60 negatives that the sources rank high first, the model learns from candidates unlike the
@@ -115,7 +124,14 @@ def main() -> None:
         "--no-llm-hybrid",
         dest="llm_hybrid",
         action="store_false",
-        help="skip the hybrid with LLM features (it needs titles for the validation users too: a second pass)",
+        help="skip the hybrids with LLM features (they need titles for the validation users too: a second pass)",
+    )
+    parser.add_argument(
+        "--rescore-top",
+        type=int,
+        default=20,
+        help="the hybrid's LLM reranking: the LLM's log-likelihood of the titles of this many products at the top "
+        "of the ranking without it (generate.decoding=score), as features",
     )
     parser.add_argument(
         "--constrained-backend",
@@ -159,18 +175,17 @@ def main() -> None:
             budget[name] = f"{json.loads(report.read_text())['seconds'] / 60:.1f} min wall (an earlier run)"
 
     common = ["--task", "1", "--data", str(folder), "--split", "test"]
+    sasrec, sasrec_selection = pick_sasrec(folder, out, log, budget)
     for name, label, extra in [
         ("popularity", "popularity", []),
         ("covisit", "co-visitation", []),
         ("sknn", "SKNN", []),
-        ("sasrec", "SASRec", [f"baseline.sasrec.{s}" for s in SASREC]),
+        (f"sasrec-{settings_name(sasrec)}", "SASRec", [f"baseline.sasrec.{s}" for s in sasrec]),
     ]:
         path = out / f"{name}.parquet"
         if not path.exists():
-            cpu = llmrec("baseline", name, *common, "--out", str(path), *extra, log=log)
-            budget[label] = f"{cpu / 60:.1f} CPU min" + (
-                f", {SASREC[1].split('=')[1]} epochs" if name == "sasrec" else ""
-            )
+            cpu = llmrec("baseline", name.split("-")[0], *common, "--out", str(path), *extra, log=log)
+            budget[label] = f"{cpu / 60:.1f} CPU min" + (f" ({', '.join(sasrec) or 'defaults'})" if extra else "")
         score(label, path)
 
     recommend = ["recommend", *common, "reranker.threads=2", "reranker.deterministic=true"]
@@ -189,7 +204,8 @@ def main() -> None:
         budget["last title grounded (e5)"] = f"{cpu / 60:.1f} CPU min (catalogue embeddings)"
     score("last title grounded (e5)", last)
 
-    sasrec_source = ["candidates.sasrec_top=100", *[f"candidates.sasrec.{s}" for s in HYBRID_SASREC]]
+    hybrid_sasrec = [s for s in sasrec if not s.startswith("epochs=")] + [f"epochs={HYBRID_SASREC_EPOCHS}"]
+    sasrec_source = ["candidates.sasrec_top=100", *[f"candidates.sasrec.{s}" for s in hybrid_sasrec]]
     recommend += reranker
     without_sasrec = out / "lightgbm-ids-text.parquet"
     label = "LightGBM: ids + text, no SASRec (no LLM)"
@@ -214,38 +230,70 @@ def main() -> None:
 
     bleu = {}
     if args.llm_steps:
-        bleu = llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score)
+        # the ranking without SASRec or the LLM, of the validation users (cross-fitted) and the test users
+        chosen = out / "reranker-selection" / f"choice-{list(RERANKER_CHOICES).index(selection['used'])}.parquet"
+        first_stage = {"valid": chosen, "test": without_sasrec}
+        bleu = llm_rows(args, folder, out, log, recommend, sasrec_source, first_stage, budget, score)
 
     print_table(rows, budget, out, test.sessions.height, time.perf_counter() - started)
     if bleu:
         print_bleu(bleu)
-    results = {"rows": rows, "budget": budget, "bleu": bleu, "reranker_selection": selection}
+    results = {
+        "rows": rows,
+        "budget": budget,
+        "bleu": bleu,
+        "sasrec_selection": sasrec_selection,
+        "reranker_selection": selection,
+    }
     (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def settings_name(settings: list[str]) -> str:
+    """A file name part for a list of `key=value` overrides."""
+    return "_".join(s.replace("=", "") for s in settings) or "defaults"
+
+
+def pick_sasrec(folder: Path, out: Path, log: Path, budget: dict) -> tuple[list[str], dict]:
+    """The SASREC_CHOICES settings with the best NDCG@10 on the validation users."""
+
+    def run(path: Path, settings: list[str]) -> list[str]:
+        return ["baseline", "sasrec", "--out", str(path), *[f"baseline.sasrec.{s}" for s in settings]]
+
+    return pick_on_validation("SASRec", "sasrec-selection", SASREC_CHOICES, run, folder, out, log, budget)
 
 
 def pick_reranker(folder: Path, out: Path, log: Path, budget: dict) -> tuple[list[str], dict]:
     """The LightGBM settings of RERANKER_CHOICES with the best cross-fitted NDCG@10 on the
-    validation users (the test users are not looked at), and every choice's score."""
+    validation users."""
+
+    def run(path: Path, settings: list[str]) -> list[str]:
+        return ["recommend", "--out", str(path), "reranker.threads=2", "reranker.deterministic=true", *settings]
+
+    return pick_on_validation("reranker", "reranker-selection", RERANKER_CHOICES, run, folder, out, log, budget)
+
+
+def pick_on_validation(
+    what: str, subfolder: str, choices: dict, command, folder: Path, out: Path, log: Path, budget: dict
+) -> tuple[list[str], dict]:
+    """Runs `command(path, settings)` (an llmrec verb writing lists) for every choice on the
+    validation users (the test users are not looked at) and returns the settings with the best
+    NDCG@10 there, with every choice's score."""
     scores = {}
-    for number, (name, settings) in enumerate(RERANKER_CHOICES.items()):
-        path = out / "reranker-selection" / f"choice-{number}.parquet"
+    for number, (name, settings) in enumerate(choices.items()):
+        path = out / subfolder / f"choice-{number}.parquet"
         if not path.exists():
-            cpu = llmrec(
-                "recommend",
-                *("--task", "1", "--data", str(folder), "--split", "valid", "--out", str(path)),
-                *("reranker.threads=2", "reranker.deterministic=true", *settings),
-                log=log,
-            )
-            budget[f"reranker selection: {name}"] = f"{cpu / 60:.1f} CPU min"
+            verb, *rest = command(path, settings)
+            cpu = llmrec(verb, *rest, "--task", "1", "--data", str(folder), "--split", "valid", log=log)
+            budget[f"{what} selection: {name}"] = f"{cpu / 60:.1f} CPU min"
         metrics = json.loads(path.with_name(path.stem + ".report.json").read_text())["metrics"]["overall"]
         scores[name] = round(metrics["ndcg@10"], 4)
     best = max(scores, key=scores.get)
-    print("reranker settings, NDCG@10 of the validation users (cross-fitted): ", end="")
+    print(f"{what} settings, NDCG@10 of the validation users: ", end="")
     print(", ".join(f"{name} {score:.4f}" for name, score in scores.items()) + f"; used: {best}")
-    return RERANKER_CHOICES[best], {"validation ndcg@10": scores, "used": best}
+    return choices[best], {"validation ndcg@10": scores, "used": best}
 
 
-def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) -> dict:
+def llm_rows(args, folder, out, log, recommend, sasrec_source, first_stage, budget, score) -> dict:
     """Finetune, generate, then the LLM-only and hybrid rows; returns the BLEU breakdown."""
     adapter_run = out / f"lora-{args.model}-{args.llm_steps}"
     if not (adapter_run / "adapter").exists():
@@ -302,6 +350,21 @@ def llm_rows(args, folder, out, log, recommend, sasrec_source, budget, score) ->
             )
             budget["hybrid: ids + text + LLM"] = f"{cpu / 60:.1f} CPU min + finetune + titles"
         score("hybrid: ids + text + LLM", hybrid)
+        # The LLM reranks the first stage: the titles of its top products scored by their log-likelihood.
+        rescored = out / "hybrid-llm-rescored.parquet"
+        if not rescored.exists():
+            scoring = ["generate.decoding=score", f"generate.num_candidates={args.rescore_top}"]
+            scored = {
+                split: titles(split, f"scored-{split}-top{args.rescore_top}", "--lists", str(lists), *scoring)
+                for split, lists in first_stage.items()
+            }
+            cpu = llmrec(
+                *(*recommend, "--out", str(rescored), "--titles", str(scored["test"])),
+                *("--valid-titles", str(scored["valid"]), *sasrec_source, "text.ground.top_k=10"),
+                log=log,
+            )
+            budget["hybrid: ids + text + LLM reranking"] = f"{cpu / 60:.1f} CPU min + finetune + scored titles"
+        score("hybrid: ids + text + LLM reranking", rescored)
     return bleu
 
 
