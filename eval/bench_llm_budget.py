@@ -16,29 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
+from real_lcrec import llmrec  # eval/ is on the path when this script runs
+
 MODELS = {"smollm2-135m": 30, "gemma-3-270m": 18}  # default model -> decoder layers
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def llmrec(*args: str, log: Path) -> float:
-    """Runs one verb (output to `log`), returns its CPU seconds."""
-    before = children_cpu()
-    with log.open("a") as stream:
-        stream.write(f"\n$ llmrec {' '.join(args)}\n")
-        stream.flush()
-        done = subprocess.run([sys.executable, "-m", "llmrec", *args], stdout=stream, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"llmrec {args[0]} failed (exit {done.returncode}); see {log}")
-    return children_cpu() - before
 
 
 def bench(model: str, layers: int, args: argparse.Namespace, log: Path) -> dict:
