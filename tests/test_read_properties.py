@@ -164,7 +164,9 @@ def located(error: DataFormatError, path: Path, header_changed: bool) -> None:
     message = str(error)
     assert "\n" not in message and message.startswith(str(path))
     if error.row is not None:
-        assert f"row {error.row}" in message and error.field is not None and f"field '{error.field}'" in message
+        assert f"row {error.row}" in message and error.field is not None
+        one_line = error.field.replace("\r", "\\r").replace("\n", "\\n")  # as the message writes it
+        assert f"field '{one_line}'" in message
     else:
         assert header_changed or error.field is not None, message
 
