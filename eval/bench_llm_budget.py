@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from real_lcrec import llmrec  # eval/ is on the path when this script runs
+from real_lcrec import llmrec, print_markdown  # eval/ is on the path when this script runs
 
 MODELS = {"smollm2-135m": 30, "gemma-3-270m": 18}  # default model -> decoder layers
 
@@ -64,12 +64,8 @@ def main() -> None:
     log = args.out / "llmrec.log"
     results = {model: bench(model, MODELS[model], args, log) for model in args.models}
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    columns = list(next(iter(results.values())))
     print(f"\n{args.data}: {args.minutes:g} training minutes per model, {args.users} validation sessions")
-    print(f"| model | {' | '.join(columns)} |")
-    print("|---|" + "---|" * len(columns))
-    for model, row in results.items():
-        print(f"| {model} | {' | '.join(str(row[c]) for c in columns)} |")
+    print_markdown("model", results)
 
 
 if __name__ == "__main__":

@@ -415,23 +415,32 @@ def title_bleu(folder: Path, titles: Path, covisit_lists: Path) -> dict:
 def print_table(rows: dict, budget: dict, out: Path, users: int, seconds: float) -> None:
     best_ids = max(rows[n]["ndcg@10"] for n in ("popularity", "co-visitation", "SKNN", "SASRec"))
     print(f"\n{users:,} test users, whole catalogue, history items left out ({out}, {seconds / 60:.0f} min wall)")
-    print(f"| method | {' | '.join(c.upper() for c in CUTOFFS)} | NDCG@10 / best ID-only | budget |")
-    print("|---|" + "---|" * (len(CUTOFFS) + 2))
-    for name, metrics in rows.items():
-        values = " | ".join(f"{metrics[c]:.4f}" for c in CUTOFFS)
-        print(f"| {name} | {values} | {metrics['ndcg@10'] / best_ids:.2f}x | {budget.get(name, 'reused')} |")
+    cells = {
+        name: {
+            **{c.upper(): f"{metrics[c]:.4f}" for c in CUTOFFS},
+            "NDCG@10 / best ID-only": f"{metrics['ndcg@10'] / best_ids:.2f}x",
+            "budget": budget.get(name, "reused"),
+        }
+        for name, metrics in rows.items()
+    }
+    print_markdown("method", cells)
     for name, spent in budget.items():
         if name not in rows:
             print(f"{name}: {spent}")
 
 
 def print_bleu(bleu: dict) -> None:
-    groups = list(next(iter(bleu.values())))
     print("\nnext-title corpus BLEU-4 (sacrebleu 13a), test users, by history length")
-    print(f"| titles | {' | '.join(groups)} |")
-    print("|---|" + "---|" * len(groups))
-    for name, values in bleu.items():
-        print(f"| {name} | {' | '.join(f'{v:.4f}' for v in values.values())} |")
+    print_markdown("titles", {name: {g: f"{v:.4f}" for g, v in values.items()} for name, values in bleu.items()})
+
+
+def print_markdown(corner: str, rows: dict[str, dict]) -> None:
+    """A markdown table: one row per key of `rows`, its dict's keys as the columns (the first row's)."""
+    columns = list(next(iter(rows.values())))
+    print(f"| {corner} | {' | '.join(columns)} |")
+    print("|---|" + "---|" * len(columns))
+    for name, row in rows.items():
+        print(f"| {name} | {' | '.join(str(row[c]) for c in columns)} |")
 
 
 if __name__ == "__main__":
