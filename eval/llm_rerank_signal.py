@@ -18,10 +18,7 @@ import polars as pl
 
 from llmrec.data.dataset import AmazonM2
 from llmrec.data.split import SplitConfig, load_task_split
-
-
-def ndcg_at(order: list[str], target: str, k: int = 10) -> float:
-    return 1 / np.log2(order[:k].index(target) + 2) if target in order[:k] else 0.0
+from llmrec.metrics.ranking import ranking_metrics, target_ranks
 
 
 def main() -> None:
@@ -38,23 +35,25 @@ def main() -> None:
         raise SystemExit(f"{args.scored}: not the first {scored.height} sessions of the {args.split} split")
     lists = pl.read_parquet(args.lists).head(scored.height)["next_item_prediction"].to_list()
     titles = dict(zip(split.catalog["id"], split.catalog["title"].str.strip_chars()))
-    orders: dict[str, list[tuple[float, bool, bool]]] = {"list": [], "LLM alone": [], "reciprocal-rank fusion": []}
-    llm_ranks, k = [], args.top
-    for items, candidates, target in zip(lists, scored["candidates"].to_list(), split.targets.to_list()):
+    orders: dict[str, list[list[str]]] = {"list": [], "LLM alone": [], "reciprocal-rank fusion": []}
+    k = args.top
+    for items, candidates in zip(lists, scored["candidates"].to_list()):
         score = {c["title"]: c["score"] for c in candidates}
         top = [i for i in items[:k] if titles.get(i) in score]  # the scored products (those with a title)
         llm = sorted(top, key=lambda i: -score[titles[i]])
         first, second = {i: r for r, i in enumerate(top)}, {i: r for r, i in enumerate(llm)}
         fused = sorted(top, key=lambda i: -(1 / (60 + first[i]) + 1 / (60 + second[i])))
-        for name, order in (("list", top), ("LLM alone", llm), ("reciprocal-rank fusion", fused)):
-            orders[name].append((ndcg_at(order, target), target in order[:10], order[:1] == [target]))
-        if target in top:
-            llm_ranks.append(llm.index(target) + 1)
+        for order, ranked in zip(orders.values(), (top, llm, fused)):
+            order.append(ranked)
     print(f"{scored.height} {args.split} sessions, the top {k} products of {args.lists.name} re-sorted")
-    for name, rows in orders.items():
-        values = np.array(rows, dtype=float).mean(axis=0)
-        print(f"{name}: NDCG@10 {values[0]:.4f}, HR@10 {values[1]:.4f}, HR@1 {values[2]:.4f}")
-    ranks = np.array(llm_ranks)
+    targets, locales = split.targets, split.sessions["locale"]
+    series = {name: pl.Series(order, dtype=pl.List(pl.String)) for name, order in orders.items()}
+    for name, ranked in series.items():
+        at10 = ranking_metrics(ranked, targets, locales, k=10)["overall"]
+        hr1 = ranking_metrics(ranked, targets, locales, k=1)["overall"]["recall@1"]
+        print(f"{name}: NDCG@10 {at10['ndcg@10']:.4f}, HR@10 {at10['hr@10']:.4f}, HR@1 {hr1:.4f}")
+    ranks = target_ranks(series["LLM alone"], targets, k)
+    ranks = ranks[ranks > 0]  # the sessions whose next item is among the scored products
     print(
         f"next item among them for {ranks.size} sessions; the LLM ranks it first for {np.mean(ranks == 1):.3f} "
         f"({1 / k:.3f} by chance), mean rank {ranks.mean():.2f} ({(k + 1) / 2:.1f} by chance)"
