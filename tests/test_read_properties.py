@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from llmrec import io
-from llmrec.data.errors import DataFormatError
+from llmrec.data.errors import DataFormatError, one_line
 from llmrec.data.importers import ImportConfig, import_lcrec
 from llmrec.data.read import read_ground_truth, read_products, read_sessions
 from llmrec.data.write import write_sessions
@@ -165,8 +165,7 @@ def located(error: DataFormatError, path: Path, header_changed: bool) -> None:
     assert "\n" not in message and message.startswith(str(path))
     if error.row is not None:
         assert f"row {error.row}" in message and error.field is not None
-        one_line = error.field.replace("\r", "\\r").replace("\n", "\\n")  # as the message writes it
-        assert f"field '{one_line}'" in message
+        assert f"field '{one_line(error.field)}'" in message  # escaped as the message writes it
     else:
         assert header_changed or error.field is not None, message
 
